@@ -1,0 +1,563 @@
+//! Jobs in DynamoDB: header, unit items and unit leases. Every state change is a conditional write, so a
+//! page is counted once, a unit ends once and a job ends once, whatever the races and redeliveries.
+
+use super::{
+    Item, all_pages, batch_put, condition_failed, from_item, n, s, store_error, to_item,
+    transaction_condition_failed,
+};
+use crate::domain::AppError;
+use crate::domain::job::{Job, JobStatus, Progress, Unit, UnitEntry, UnitStatus, final_status};
+use crate::domain::time::{Timestamp, format, rfc3339};
+use crate::ports::{JobStore, PageRecord, UnitProgress};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{ReturnValue, TransactWriteItem, Update};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+const HEADER_SK: &str = "META";
+const LIST_PK: &str = "JOB";
+/// Attempts at ending a unit while concurrent page records keep moving it.
+const FINISH_ATTEMPTS: usize = 5;
+
+#[derive(Serialize, Deserialize)]
+struct HeaderItem {
+    pk: String,
+    sk: String,
+    list_pk: String,
+    id: Uuid,
+    #[serde(rename = "createdAt", with = "rfc3339")]
+    created_at: Timestamp,
+    #[serde(rename = "updatedAt", with = "rfc3339")]
+    updated_at: Timestamp,
+    #[serde(default, with = "rfc3339::option")]
+    completed_at: Option<Timestamp>,
+    overall_status: JobStatus,
+    kms: Vec<String>,
+    regions: Vec<String>,
+    abort: bool,
+    units_total: u64,
+    units_done: u64,
+    units_failed: u64,
+    keys_synced: u64,
+    keys_gone: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct UnitItem {
+    pk: String,
+    sk: String,
+    kms_id: Uuid,
+    account_id: String,
+    region: String,
+    /// `in_progress`, `succeeded`, `failed` or `canceled`.
+    state: String,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    marker: Option<String>,
+    pages_done: u64,
+    keys_synced: u64,
+}
+
+fn job_pk(id: Uuid) -> String {
+    format!("JOB#{id}")
+}
+
+fn unit_sk(unit_key: &str) -> String {
+    format!("UNIT#{unit_key}")
+}
+
+fn lease_pk(unit_key: &str) -> String {
+    format!("LEASE#{unit_key}")
+}
+
+fn state_of(status: &UnitStatus) -> (&'static str, Option<String>) {
+    match status {
+        UnitStatus::InProgress => ("in_progress", None),
+        UnitStatus::Succeeded => ("succeeded", None),
+        UnitStatus::Failed(reason) => ("failed", Some(reason.clone())),
+        UnitStatus::Canceled => ("canceled", None),
+    }
+}
+
+impl UnitItem {
+    fn status(&self) -> UnitStatus {
+        match self.state.as_str() {
+            "succeeded" => UnitStatus::Succeeded,
+            "failed" => UnitStatus::Failed(self.reason.clone().unwrap_or_default()),
+            "canceled" => UnitStatus::Canceled,
+            _ => UnitStatus::InProgress,
+        }
+    }
+}
+
+impl HeaderItem {
+    fn from_job(job: &Job) -> HeaderItem {
+        HeaderItem {
+            pk: job_pk(job.id),
+            sk: HEADER_SK.into(),
+            list_pk: LIST_PK.into(),
+            id: job.id,
+            created_at: job.created_at,
+            updated_at: job.updated_at,
+            completed_at: job.completed_at,
+            overall_status: job.overall_status,
+            kms: job.kms.clone(),
+            regions: job.regions.clone(),
+            abort: job.abort,
+            units_total: job.progress.units_total,
+            units_done: job.progress.units_done,
+            units_failed: job.progress.units_failed,
+            keys_synced: job.progress.keys_synced,
+            keys_gone: job.progress.keys_gone,
+        }
+    }
+
+    fn into_job(self) -> Job {
+        Job {
+            id: self.id,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            completed_at: self.completed_at,
+            overall_status: self.overall_status,
+            units: BTreeMap::new(),
+            kms: self.kms,
+            regions: self.regions,
+            abort: self.abort,
+            progress: Progress {
+                units_total: self.units_total,
+                units_done: self.units_done,
+                units_failed: self.units_failed,
+                keys_synced: self.keys_synced,
+                keys_gone: self.keys_gone,
+            },
+        }
+    }
+}
+
+pub struct DynamoJobStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoJobStore {
+    pub fn new(client: Client, table: &str) -> Self {
+        DynamoJobStore {
+            client,
+            table: table.to_string(),
+        }
+    }
+
+    async fn get_item(&self, pk: String, sk: String) -> Result<Option<Item>, AppError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("get job item", e))?;
+        Ok(output.item)
+    }
+
+    async fn unit_item(&self, job_id: Uuid, unit_key: &str) -> Result<Option<UnitItem>, AppError> {
+        self.get_item(job_pk(job_id), unit_sk(unit_key))
+            .await?
+            .map(from_item)
+            .transpose()
+    }
+
+    /// Takes the lease of one unit, or names the job that holds it.
+    async fn take_lease(
+        &self,
+        unit_key: &str,
+        job: &Job,
+        until: Timestamp,
+    ) -> Result<(), AppError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(lease_pk(unit_key)))
+            .item("sk", s("LEASE"))
+            .item("job_id", s(job.id.to_string()))
+            .item("lease_until", n(until.timestamp()))
+            // Removed by DynamoDB TTL a day after it lapses, if no worker released it.
+            .item("expires_at", n(until.timestamp() + 86_400))
+            .condition_expression("attribute_not_exists(pk) OR lease_until < :now")
+            .expression_attribute_values(":now", n(job.created_at.timestamp()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if condition_failed(&err) => {
+                let holder = self
+                    .get_item(lease_pk(unit_key), "LEASE".into())
+                    .await?
+                    .and_then(|item| item.get("job_id").and_then(|v| v.as_s().ok()).cloned())
+                    .unwrap_or_else(|| "unknown".into());
+                Err(AppError::Conflict(format!(
+                    "synchronization job '{holder}' is already synchronizing {unit_key}"
+                )))
+            }
+            Err(err) => Err(store_error("take lease", err)),
+        }
+    }
+
+    /// Gives a lease back if this job still holds it; a lapsed lease taken over by another job is left alone.
+    async fn release_lease(&self, unit_key: &str, job_id: Uuid) -> Result<(), AppError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(lease_pk(unit_key)))
+            .key("sk", s("LEASE"))
+            .condition_expression("job_id = :job")
+            .expression_attribute_values(":job", s(job_id.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if condition_failed(&err) => Ok(()),
+            Err(err) => Err(store_error("release lease", err)),
+        }
+    }
+
+    async fn renew_lease(
+        &self,
+        unit_key: &str,
+        job_id: Uuid,
+        until: Timestamp,
+    ) -> Result<(), AppError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(lease_pk(unit_key)))
+            .key("sk", s("LEASE"))
+            .update_expression("SET lease_until = :until, expires_at = :expires")
+            .condition_expression("job_id = :job")
+            .expression_attribute_values(":until", n(until.timestamp()))
+            .expression_attribute_values(":expires", n(until.timestamp() + 86_400))
+            .expression_attribute_values(":job", s(job_id.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if condition_failed(&err) => Ok(()),
+            Err(err) => Err(store_error("renew lease", err)),
+        }
+    }
+}
+
+fn build<T, E: std::fmt::Display>(built: Result<T, E>) -> Result<T, AppError> {
+    built.map_err(|e| AppError::internal("building a request", e))
+}
+
+#[async_trait]
+impl JobStore for DynamoJobStore {
+    async fn create(&self, job: &Job, lease_until: Timestamp) -> Result<(), AppError> {
+        let mut taken = Vec::new();
+        for key in job.units.keys() {
+            if let Err(err) = self.take_lease(key, job, lease_until).await {
+                for held in taken {
+                    self.release_lease(held, job.id).await?;
+                }
+                return Err(err);
+            }
+            taken.push(key);
+        }
+        let mut items = vec![to_item(&HeaderItem::from_job(job))?];
+        for (key, entry) in &job.units {
+            let unit = UnitItem {
+                pk: job_pk(job.id),
+                sk: unit_sk(key),
+                kms_id: entry.unit.kms_id,
+                account_id: entry.unit.account_id.clone(),
+                region: entry.unit.region.clone(),
+                state: "in_progress".into(),
+                reason: None,
+                marker: None,
+                pages_done: 0,
+                keys_synced: 0,
+            };
+            items.push(to_item(&unit)?);
+        }
+        batch_put(&self.client, &self.table, items).await
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<Job>, AppError> {
+        let items = all_pages(|start| async move {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(job_pk(id)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error("query job", e))?;
+            Ok((output.items.unwrap_or_default(), output.last_evaluated_key))
+        })
+        .await?;
+        let mut header = None;
+        let mut units = BTreeMap::new();
+        for item in items {
+            match item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+            {
+                Some(HEADER_SK) => header = Some(from_item::<HeaderItem>(item)?.into_job()),
+                Some(sk) if sk.starts_with("UNIT#") => {
+                    let unit: UnitItem = from_item(item)?;
+                    let status = unit.status();
+                    let unit = Unit {
+                        kms_id: unit.kms_id,
+                        account_id: unit.account_id,
+                        region: unit.region,
+                    };
+                    units.insert(unit.key(), UnitEntry { unit, status });
+                }
+                _ => {}
+            }
+        }
+        Ok(header.map(|job| Job { units, ..job }))
+    }
+
+    async fn header(&self, id: Uuid) -> Result<Option<Job>, AppError> {
+        let item = self.get_item(job_pk(id), HEADER_SK.into()).await?;
+        Ok(item
+            .map(from_item::<HeaderItem>)
+            .transpose()?
+            .map(HeaderItem::into_job))
+    }
+
+    async fn list(&self) -> Result<Vec<Job>, AppError> {
+        let items = all_pages(|start| async move {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("by_created")
+                .key_condition_expression("list_pk = :list")
+                .expression_attribute_values(":list", s(LIST_PK))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error("list jobs", e))?;
+            Ok((output.items.unwrap_or_default(), output.last_evaluated_key))
+        })
+        .await?;
+        items
+            .into_iter()
+            .map(|item| Ok(from_item::<HeaderItem>(item)?.into_job()))
+            .collect()
+    }
+
+    async fn request_abort(&self, id: Uuid, now: Timestamp) -> Result<Job, AppError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(id)))
+            .key("sk", s(HEADER_SK))
+            .update_expression("SET abort = :yes, updatedAt = :now")
+            .condition_expression("overall_status = :running")
+            .expression_attribute_values(
+                ":yes",
+                aws_sdk_dynamodb::types::AttributeValue::Bool(true),
+            )
+            .expression_attribute_values(":now", s(format(&now)))
+            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => {}
+            Err(err) if condition_failed(&err) => {
+                return Err(match self.header(id).await? {
+                    Some(_) => {
+                        AppError::Conflict(format!("synchronization job '{id}' is not in progress"))
+                    }
+                    None => AppError::NotFound(format!("synchronization job '{id}' not found")),
+                });
+            }
+            Err(err) => return Err(store_error("abort job", err)),
+        }
+        self.get(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("synchronization job '{id}' not found")))
+    }
+
+    async fn unit_progress(
+        &self,
+        job_id: Uuid,
+        unit_key: &str,
+    ) -> Result<Option<UnitProgress>, AppError> {
+        Ok(self
+            .unit_item(job_id, unit_key)
+            .await?
+            .map(|unit| UnitProgress {
+                status: unit.status(),
+                marker: unit.marker,
+                pages_done: unit.pages_done,
+                keys_synced: unit.keys_synced,
+            }))
+    }
+
+    async fn record_page(
+        &self,
+        job_id: Uuid,
+        unit_key: &str,
+        page: PageRecord,
+        _now: Timestamp,
+    ) -> Result<bool, AppError> {
+        let marker = match &page.next_marker {
+            Some(marker) => s(marker.clone()),
+            None => aws_sdk_dynamodb::types::AttributeValue::Null(true),
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(job_id)))
+            .key("sk", s(unit_sk(unit_key)))
+            .update_expression("SET pages_done = pages_done + :one, keys_synced = keys_synced + :keys, marker = :marker")
+            .condition_expression("#state = :running AND pages_done = :done")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":keys", n(page.keys))
+            .expression_attribute_values(":marker", marker)
+            .expression_attribute_values(":running", s("in_progress"))
+            .expression_attribute_values(":done", n(page.pages_done))
+            .send()
+            .await;
+        match result {
+            Ok(_) => {}
+            Err(err) if condition_failed(&err) => return Ok(false),
+            Err(err) => return Err(store_error("record page", err)),
+        }
+        self.renew_lease(unit_key, job_id, page.lease_until).await?;
+        Ok(true)
+    }
+
+    async fn finish_unit(
+        &self,
+        job_id: Uuid,
+        unit_key: &str,
+        status: &UnitStatus,
+        keys_gone: u64,
+        now: Timestamp,
+    ) -> Result<bool, AppError> {
+        let (state, reason) = state_of(status);
+        for _ in 0..FINISH_ATTEMPTS {
+            let Some(unit) = self.unit_item(job_id, unit_key).await? else {
+                return Ok(false);
+            };
+            if unit.status().is_final() {
+                return Ok(false);
+            }
+            let reason_value = match &reason {
+                Some(reason) => s(reason.clone()),
+                None => aws_sdk_dynamodb::types::AttributeValue::Null(true),
+            };
+            let end_unit = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(job_pk(job_id)))
+                .key("sk", s(unit_sk(unit_key)))
+                .update_expression("SET #state = :state, reason = :reason")
+                .condition_expression("#state = :running AND pages_done = :done")
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_values(":state", s(state))
+                .expression_attribute_values(":reason", reason_value)
+                .expression_attribute_values(":running", s("in_progress"))
+                .expression_attribute_values(":done", n(unit.pages_done))
+                .build();
+            let count_on_job = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(job_pk(job_id)))
+                .key("sk", s(HEADER_SK))
+                .update_expression(
+                    "SET units_done = units_done + :one, units_failed = units_failed + :failed, \
+                     keys_synced = keys_synced + :keys, keys_gone = keys_gone + :gone, updatedAt = :now",
+                )
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":failed", n(u64::from(state == "failed")))
+                .expression_attribute_values(":keys", n(unit.keys_synced))
+                .expression_attribute_values(":gone", n(keys_gone))
+                .expression_attribute_values(":now", s(format(&now)))
+                .build();
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(
+                    TransactWriteItem::builder()
+                        .update(build(end_unit)?)
+                        .build(),
+                )
+                .transact_items(
+                    TransactWriteItem::builder()
+                        .update(build(count_on_job)?)
+                        .build(),
+                )
+                .send()
+                .await;
+            match result {
+                Ok(_) => {
+                    self.release_lease(unit_key, job_id).await?;
+                    return Ok(true);
+                }
+                // Another delivery moved the unit meanwhile: read it again and decide afresh.
+                Err(err) if transaction_condition_failed(&err) => continue,
+                Err(err) => return Err(store_error("finish unit", err)),
+            }
+        }
+        Err(AppError::Internal(format!(
+            "unit {unit_key} of job {job_id} kept changing while ending it"
+        )))
+    }
+
+    async fn complete_if_done(
+        &self,
+        job_id: Uuid,
+        now: Timestamp,
+    ) -> Result<Option<Job>, AppError> {
+        let Some(job) = self.header(job_id).await? else {
+            return Ok(None);
+        };
+        if job.overall_status != JobStatus::InProgress {
+            return Ok(None);
+        }
+        let Some(status) = final_status(&job.progress) else {
+            return Ok(None);
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(job_id)))
+            .key("sk", s(HEADER_SK))
+            .update_expression(
+                "SET overall_status = :status, completed_at = :now, updatedAt = :now",
+            )
+            .condition_expression("overall_status = :running AND units_done = units_total")
+            .expression_attribute_values(":status", s(status.as_str()))
+            .expression_attribute_values(":now", s(format(&now)))
+            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
+            .return_values(ReturnValue::None)
+            .send()
+            .await;
+        match result {
+            Ok(_) => self.get(job_id).await,
+            Err(err) if condition_failed(&err) => Ok(None),
+            Err(err) => Err(store_error("complete job", err)),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! DynamoDB adapters. Table layouts (the same in `template.yaml` and `scripts/local_aws.py`):
+//! - KMS table, key `id`: one item per resource (`id` = its UUID) and one name guard per resource
+//!   (`id` = `name#<name>`), written together so names stay unique.
+//! - Jobs table, keys `pk`/`sk`: a job header (`JOB#<id>`/`META`, listed newest first through the `by_created`
+//!   index), one item per unit (`JOB#<id>`/`UNIT#<account>/<region>`), and one lease per busy unit
+//!   (`LEASE#<account>/<region>`/`LEASE`).
+//! - Keys table, key `id`: one item per key; index `by_unit` (`unit`, `arn`) reads one account/region.
+
+mod jobs;
+mod keys;
+mod kms;
+
+pub use jobs::DynamoJobStore;
+pub use keys::DynamoKeyStore;
+pub use kms::DynamoKmsRegistry;
+
+use crate::domain::AppError;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_smithy_types::error::display::DisplayErrorContext;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::time::Duration;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+/// BatchWriteItem takes at most 25 requests per call.
+const BATCH_LIMIT: usize = 25;
+/// Rounds of retrying `UnprocessedItems` before the write counts as failed (backoff 50 ms doubling to 3.2 s).
+const BATCH_ROUNDS: u32 = 8;
+
+pub(crate) fn store_error<E, R>(context: &str, err: SdkError<E, R>) -> AppError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    AppError::Internal(format!("dynamodb {context}: {}", DisplayErrorContext(&err)))
+}
+
+/// True when the call failed only because its condition did not hold.
+pub(crate) fn condition_failed<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
+}
+
+/// True when a transaction was cancelled only because one of its conditions did not hold.
+pub(crate) fn transaction_condition_failed<R>(
+    err: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>,
+) -> bool {
+    match err.as_service_error() {
+        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(e)) => e
+            .cancellation_reasons()
+            .iter()
+            .any(|r| r.code() == Some("ConditionalCheckFailed")),
+        _ => false,
+    }
+}
+
+pub(crate) fn to_item<T: Serialize>(value: &T) -> Result<Item, AppError> {
+    serde_dynamo::aws_sdk_dynamodb_1::to_item(value)
+        .map_err(|e| AppError::internal("encoding an item", e))
+}
+
+pub(crate) fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, AppError> {
+    serde_dynamo::aws_sdk_dynamodb_1::from_item(item)
+        .map_err(|e| AppError::internal("decoding an item", e))
+}
+
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub(crate) fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// Writes every item with BatchWriteItem, 25 at a time, retrying `UnprocessedItems` with exponential
+/// backoff until all are written or the rounds run out.
+pub(crate) async fn batch_put(
+    client: &Client,
+    table: &str,
+    items: Vec<Item>,
+) -> Result<(), AppError> {
+    for chunk in items.chunks(BATCH_LIMIT) {
+        let mut pending: Vec<WriteRequest> = chunk
+            .iter()
+            .map(|item| {
+                let put = PutRequest::builder().set_item(Some(item.clone())).build();
+                put.map(|p| WriteRequest::builder().put_request(p).build())
+                    .map_err(|e| AppError::internal("building a put request", e))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut round = 0;
+        while !pending.is_empty() {
+            if round > 0 {
+                tokio::time::sleep(Duration::from_millis(50 << (round - 1).min(6))).await;
+            }
+            if round == BATCH_ROUNDS {
+                return Err(AppError::Internal(format!(
+                    "dynamodb batch write: {} items still unprocessed after {BATCH_ROUNDS} rounds",
+                    pending.len()
+                )));
+            }
+            let output = client
+                .batch_write_item()
+                .request_items(table, std::mem::take(&mut pending))
+                .send()
+                .await
+                .map_err(|e| store_error("batch write", e))?;
+            pending = output
+                .unprocessed_items
+                .and_then(|mut u| u.remove(table))
+                .unwrap_or_default();
+            round += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Runs a Query (or Scan) to its last page; `page` sends one request from a start key.
+pub(crate) async fn all_pages<F, Fut>(mut page: F) -> Result<Vec<Item>, AppError>
+where
+    F: FnMut(Option<Item>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<Item>, Option<Item>), AppError>>,
+{
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let (batch, next) = page(start).await?;
+        items.extend(batch);
+        match next {
+            Some(key) if !key.is_empty() => start = Some(key),
+            _ => return Ok(items),
+        }
+    }
+}

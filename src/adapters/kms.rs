@@ -1,0 +1,382 @@
+//! The key source on AWS KMS: per (account, region) a KMS client with the right credentials (own or
+//! assumed role), adaptive retries, and a token bucket per operation. Reads one key the way the engine and
+//! the single-key refresh both need it.
+
+use super::rate_limit::{KmsOperation, RateLimits};
+use super::sts::RoleCredentials;
+use crate::domain::key::{AwsParam, KeyDetails, Tag, supports_rotation};
+use crate::ports::{Connection, KeyPage, KeySource, KeySourceFactory, ListedKey, SourceError};
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_config::retry::RetryConfig;
+use aws_sdk_kms::Client;
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_types::DateTime;
+use aws_smithy_types::date_time::Format;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// ListKeys page size: the largest AWS allows.
+const LIST_KEYS_LIMIT: i32 = 1000;
+const LIST_ALIASES_LIMIT: i32 = 100;
+const LIST_TAGS_LIMIT: i32 = 50;
+/// Attempts per call, throttling included; adaptive mode also slows the client down when throttled.
+const MAX_ATTEMPTS: u32 = 6;
+
+pub struct AwsKeySourceFactory {
+    sdk: SdkConfig,
+    roles: RoleCredentials,
+    limits: Arc<RateLimits>,
+}
+
+impl AwsKeySourceFactory {
+    pub fn new(sdk: SdkConfig, rate_share: f64) -> Self {
+        let roles = RoleCredentials::new(aws_sdk_sts::Client::new(&sdk));
+        AwsKeySourceFactory {
+            sdk,
+            roles,
+            limits: Arc::new(RateLimits::new(rate_share)),
+        }
+    }
+}
+
+#[async_trait]
+impl KeySourceFactory for AwsKeySourceFactory {
+    async fn open(
+        &self,
+        connection: &Connection,
+        region: &str,
+    ) -> Result<Arc<dyn KeySource>, SourceError> {
+        let mut config = aws_sdk_kms::config::Builder::from(&self.sdk)
+            .region(aws_sdk_kms::config::Region::new(region.to_string()))
+            .retry_config(RetryConfig::adaptive().with_max_attempts(MAX_ATTEMPTS));
+        if let Some(role) = &connection.assume_role_arn {
+            let credentials = self
+                .roles
+                .assume(role, connection.external_id.as_deref())
+                .await?;
+            config = config.credentials_provider(credentials);
+        }
+        Ok(Arc::new(AwsKeySource {
+            client: Client::from_conf(config.build()),
+            account_id: connection.account_id.clone(),
+            region: region.to_string(),
+            limits: self.limits.clone(),
+        }))
+    }
+}
+
+/// One account and region of KMS.
+pub struct AwsKeySource {
+    client: Client,
+    account_id: String,
+    region: String,
+    limits: Arc<RateLimits>,
+}
+
+/// How a failed call reads.
+enum Failure {
+    /// The key does not exist (any more).
+    Gone,
+    /// AWS said no for good: denied, unsupported, invalid state.
+    Refused(String),
+    /// Throttled past every retry, timed out, or AWS failed on its side.
+    Transient(String),
+}
+
+fn classify<E, R>(operation: &str, err: &SdkError<E, R>) -> Failure
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let text = format!("{operation}: {}", DisplayErrorContext(err));
+    let Some(service) = err.as_service_error() else {
+        return Failure::Transient(text);
+    };
+    match service.code() {
+        Some("NotFoundException") => Failure::Gone,
+        Some(
+            "ThrottlingException"
+            | "RequestLimitExceeded"
+            | "LimitExceededException"
+            | "KMSInternalException"
+            | "DependencyTimeoutException"
+            | "ServiceUnavailableException"
+            | "InternalFailure",
+        )
+        | None => Failure::Transient(text),
+        Some(code) => Failure::Refused(format!(
+            "{operation}: {code}: {}",
+            service.message().unwrap_or_default()
+        )),
+    }
+}
+
+fn required<E, R>(operation: &str, err: SdkError<E, R>) -> SourceError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match classify(operation, &err) {
+        Failure::Transient(text) => SourceError::Transient(text),
+        Failure::Refused(text) => SourceError::Refused(text),
+        Failure::Gone => SourceError::Refused(format!("{operation}: not found")),
+    }
+}
+
+fn date(value: Option<&DateTime>) -> Option<String> {
+    value.and_then(|d| d.fmt(Format::DateTime).ok())
+}
+
+impl AwsKeySource {
+    async fn pace(&self, operation: KmsOperation) {
+        self.limits
+            .bucket(&self.account_id, &self.region, operation)
+            .acquire()
+            .await;
+    }
+
+    async fn tags(&self, key_id: &str) -> Result<Vec<Tag>, Failure> {
+        let mut tags = Vec::new();
+        let mut marker = None;
+        loop {
+            self.pace(KmsOperation::ListResourceTags).await;
+            let output = self
+                .client
+                .list_resource_tags()
+                .key_id(key_id)
+                .limit(LIST_TAGS_LIMIT)
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| classify("ListResourceTags", &e))?;
+            tags.extend(output.tags().iter().map(|t| Tag {
+                key: t.tag_key().into(),
+                value: t.tag_value().into(),
+            }));
+            marker = output.next_marker.filter(|_| output.truncated);
+            if marker.is_none() {
+                return Ok(tags);
+            }
+        }
+    }
+
+    async fn policy(&self, key_id: &str) -> Result<Option<String>, Failure> {
+        self.pace(KmsOperation::GetKeyPolicy).await;
+        let output = self
+            .client
+            .get_key_policy()
+            .key_id(key_id)
+            .policy_name("default")
+            .send()
+            .await
+            .map_err(|e| classify("GetKeyPolicy", &e))?;
+        Ok(output.policy)
+    }
+
+    async fn rotation(&self, key_id: &str, param: &mut AwsParam) -> Result<(), Failure> {
+        self.pace(KmsOperation::GetKeyRotationStatus).await;
+        let output = self
+            .client
+            .get_key_rotation_status()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| classify("GetKeyRotationStatus", &e))?;
+        param.key_rotation_enabled = Some(output.key_rotation_enabled);
+        param.rotation_period_in_days = output.rotation_period_in_days;
+        param.next_rotation_date = date(output.next_rotation_date.as_ref());
+        Ok(())
+    }
+}
+
+/// Records an optional read that AWS refused (or a key that vanished mid-read) on the key; a passing
+/// failure stops the page so it is tried again.
+fn optional<T>(
+    field: &str,
+    result: Result<T, Failure>,
+    errors: &mut BTreeMap<String, String>,
+) -> Result<Option<T>, SourceError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(Failure::Refused(reason)) => {
+            errors.insert(field.into(), reason);
+            Ok(None)
+        }
+        Err(Failure::Gone) => {
+            errors.insert(field.into(), "the key was not found".into());
+            Ok(None)
+        }
+        Err(Failure::Transient(reason)) => Err(SourceError::Transient(reason)),
+    }
+}
+
+#[async_trait]
+impl KeySource for AwsKeySource {
+    async fn list_keys(&self, marker: Option<&str>) -> Result<KeyPage, SourceError> {
+        self.pace(KmsOperation::ListKeys).await;
+        let output = self
+            .client
+            .list_keys()
+            .limit(LIST_KEYS_LIMIT)
+            .set_marker(marker.map(String::from))
+            .send()
+            .await
+            .map_err(|e| required("ListKeys", e))?;
+        let keys = output
+            .keys()
+            .iter()
+            .filter_map(|k| {
+                Some(ListedKey {
+                    key_id: k.key_id()?.to_string(),
+                    arn: k.key_arn()?.to_string(),
+                })
+            })
+            .collect();
+        Ok(KeyPage {
+            keys,
+            next_marker: output.next_marker.filter(|_| output.truncated),
+        })
+    }
+
+    async fn aliases(&self) -> Result<BTreeMap<String, Vec<String>>, SourceError> {
+        let mut aliases: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut marker = None;
+        loop {
+            self.pace(KmsOperation::ListAliases).await;
+            let output = self
+                .client
+                .list_aliases()
+                .limit(LIST_ALIASES_LIMIT)
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| required("ListAliases", e))?;
+            for alias in output.aliases() {
+                // Predefined aliases without a target name no key of the account.
+                if let (Some(name), Some(target)) = (alias.alias_name(), alias.target_key_id()) {
+                    aliases
+                        .entry(target.to_string())
+                        .or_default()
+                        .push(name.to_string());
+                }
+            }
+            marker = output.next_marker.filter(|_| output.truncated);
+            if marker.is_none() {
+                return Ok(aliases);
+            }
+        }
+    }
+
+    async fn read_key(
+        &self,
+        key: &ListedKey,
+        aliases: &[String],
+    ) -> Result<Option<KeyDetails>, SourceError> {
+        let mut read_errors = BTreeMap::new();
+        self.pace(KmsOperation::DescribeKey).await;
+        let described = self.client.describe_key().key_id(&key.key_id).send().await;
+        let metadata = match described {
+            Ok(output) => output.key_metadata,
+            Err(err) => match classify("DescribeKey", &err) {
+                Failure::Gone => return Ok(None),
+                Failure::Transient(reason) => return Err(SourceError::Transient(reason)),
+                Failure::Refused(reason) => {
+                    // Denied on this key alone: keep what ListKeys told us and say why the rest is missing.
+                    read_errors.insert("DescribeKey".into(), reason);
+                    None
+                }
+            },
+        };
+        let mut param = AwsParam {
+            aws_account_id: self.account_id.clone(),
+            key_id: key.key_id.clone(),
+            arn: key.arn.clone(),
+            alias: aliases.to_vec(),
+            ..AwsParam::default()
+        };
+        let Some(meta) = metadata else {
+            return Ok(Some(KeyDetails {
+                aws_param: param,
+                read_errors,
+            }));
+        };
+        let key_spec = meta
+            .key_spec()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default();
+        let origin = meta
+            .origin()
+            .map(|o| o.as_str().to_string())
+            .unwrap_or_default();
+        param.aws_account_id = meta
+            .aws_account_id()
+            .unwrap_or(&self.account_id)
+            .to_string();
+        param.arn = meta.arn().unwrap_or(&key.arn).to_string();
+        param.creation_date = date(meta.creation_date());
+        param.description = meta.description().unwrap_or_default().to_string();
+        param.enabled = meta.enabled();
+        param.key_state = meta
+            .key_state()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default();
+        param.key_usage = meta
+            .key_usage()
+            .map(|u| u.as_str().to_string())
+            .unwrap_or_default();
+        param.key_manager = meta
+            .key_manager()
+            .map(|m| m.as_str().to_string())
+            .unwrap_or_default();
+        param.encryption_algorithms = meta
+            .encryption_algorithms()
+            .iter()
+            .map(|a| a.as_str().to_string())
+            .collect();
+        param.signing_algorithms = meta
+            .signing_algorithms()
+            .iter()
+            .map(|a| a.as_str().to_string())
+            .collect();
+        param.mac_algorithms = meta
+            .mac_algorithms()
+            .iter()
+            .map(|a| a.as_str().to_string())
+            .collect();
+        param.multi_region = meta.multi_region().unwrap_or(false);
+        param.multi_region_configuration = meta.multi_region_configuration().map(|c| {
+            let region_key = |k: &aws_sdk_kms::types::MultiRegionKey| json!({"Arn": k.arn(), "Region": k.region()});
+            json!({
+                "MultiRegionKeyType": c.multi_region_key_type().map(|t| t.as_str()),
+                "PrimaryKey": c.primary_key().map(region_key),
+                "ReplicaKeys": c.replica_keys().iter().map(region_key).collect::<Vec<_>>(),
+            })
+        });
+        param.deletion_date = date(meta.deletion_date());
+        param.pending_deletion_window_in_days = meta.pending_deletion_window_in_days();
+        param.valid_to = date(meta.valid_to());
+        param.expiration_model = meta.expiration_model().map(|m| m.as_str().to_string());
+        param.custom_key_store_id = meta.custom_key_store_id().map(String::from);
+        param.customer_master_key_spec = key_spec;
+        param.origin = origin;
+
+        let key_id = meta.key_id().to_string();
+        param.tags = optional("Tags", self.tags(&key_id).await, &mut read_errors)?;
+        param.policy = optional("Policy", self.policy(&key_id).await, &mut read_errors)?.flatten();
+        if supports_rotation(
+            &param.customer_master_key_spec,
+            &param.origin,
+            param.custom_key_store_id.is_some(),
+        ) {
+            let result = self.rotation(&key_id, &mut param).await;
+            optional("KeyRotation", result, &mut read_errors)?;
+        }
+        Ok(Some(KeyDetails {
+            aws_param: param,
+            read_errors,
+        }))
+    }
+}

@@ -1,0 +1,495 @@
+//! In-memory twins of every port, for fast unit tests of the services, the API and the worker. They keep
+//! the same rules as the AWS adapters (unique names, leases, idempotent pages, exactly-once finish).
+
+use crate::domain::AppError;
+use crate::domain::job::{Job, JobStatus, UnitStatus, WorkItem, final_status};
+use crate::domain::key::{KeyDetails, KeyRecord};
+use crate::domain::kms::KmsResource;
+use crate::domain::time::Timestamp;
+use crate::ports::*;
+use async_trait::async_trait;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use uuid::Uuid;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means another test thread panicked; the data is still usable.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[derive(Default)]
+pub struct MemoryKmsRegistry {
+    items: Mutex<BTreeMap<Uuid, KmsResource>>,
+}
+
+#[async_trait]
+impl KmsRegistry for MemoryKmsRegistry {
+    async fn insert(&self, kms: &KmsResource) -> Result<(), AppError> {
+        let mut items = lock(&self.items);
+        if items.values().any(|k| k.name == kms.name) {
+            return Err(AppError::Conflict(format!(
+                "a KMS resource named '{}' exists already",
+                kms.name
+            )));
+        }
+        items.insert(kms.id, kms.clone());
+        Ok(())
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<KmsResource>, AppError> {
+        Ok(lock(&self.items).get(&id).cloned())
+    }
+
+    async fn find_by_name(&self, name: &str) -> Result<Option<KmsResource>, AppError> {
+        Ok(lock(&self.items).values().find(|k| k.name == name).cloned())
+    }
+
+    async fn list(&self) -> Result<Vec<KmsResource>, AppError> {
+        Ok(lock(&self.items).values().cloned().collect())
+    }
+
+    async fn replace(&self, kms: &KmsResource) -> Result<(), AppError> {
+        match lock(&self.items).get_mut(&kms.id) {
+            Some(slot) => {
+                *slot = kms.clone();
+                Ok(())
+            }
+            None => Err(AppError::NotFound(format!(
+                "KMS resource '{}' not found",
+                kms.id
+            ))),
+        }
+    }
+
+    async fn remove(&self, kms: &KmsResource) -> Result<(), AppError> {
+        lock(&self.items).remove(&kms.id);
+        Ok(())
+    }
+}
+
+struct StoredJob {
+    job: Job,
+    units: HashMap<String, UnitProgress>,
+}
+
+#[derive(Default)]
+struct JobState {
+    jobs: HashMap<Uuid, StoredJob>,
+    leases: HashMap<String, (Uuid, Timestamp)>,
+}
+
+#[derive(Default)]
+pub struct MemoryJobStore {
+    state: Mutex<JobState>,
+}
+
+impl MemoryJobStore {
+    /// Test hook: the lease currently held on a unit.
+    pub fn lease(&self, unit_key: &str) -> Option<(Uuid, Timestamp)> {
+        lock(&self.state).leases.get(unit_key).copied()
+    }
+}
+
+fn not_found(id: Uuid) -> AppError {
+    AppError::NotFound(format!("synchronization job '{id}' not found"))
+}
+
+#[async_trait]
+impl JobStore for MemoryJobStore {
+    async fn create(&self, job: &Job, lease_until: Timestamp) -> Result<(), AppError> {
+        let mut state = lock(&self.state);
+        for key in job.units.keys() {
+            if let Some((holder, until)) = state.leases.get(key)
+                && *until > job.created_at
+            {
+                return Err(AppError::Conflict(format!(
+                    "synchronization job '{holder}' is already synchronizing {key}"
+                )));
+            }
+        }
+        for key in job.units.keys() {
+            state.leases.insert(key.clone(), (job.id, lease_until));
+        }
+        let units = job
+            .units
+            .iter()
+            .map(|(key, entry)| {
+                let progress = UnitProgress {
+                    status: entry.status.clone(),
+                    marker: None,
+                    pages_done: 0,
+                    keys_synced: 0,
+                };
+                (key.clone(), progress)
+            })
+            .collect();
+        state.jobs.insert(
+            job.id,
+            StoredJob {
+                job: job.clone(),
+                units,
+            },
+        );
+        Ok(())
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<Job>, AppError> {
+        let state = lock(&self.state);
+        Ok(state.jobs.get(&id).map(|stored| {
+            let mut job = stored.job.clone();
+            for (key, entry) in job.units.iter_mut() {
+                if let Some(progress) = stored.units.get(key) {
+                    entry.status = progress.status.clone();
+                }
+            }
+            job
+        }))
+    }
+
+    async fn header(&self, id: Uuid) -> Result<Option<Job>, AppError> {
+        let state = lock(&self.state);
+        Ok(state.jobs.get(&id).map(|stored| Job {
+            units: BTreeMap::new(),
+            ..stored.job.clone()
+        }))
+    }
+
+    async fn list(&self) -> Result<Vec<Job>, AppError> {
+        let state = lock(&self.state);
+        let mut jobs: Vec<Job> = state
+            .jobs
+            .values()
+            .map(|stored| Job {
+                units: BTreeMap::new(),
+                ..stored.job.clone()
+            })
+            .collect();
+        jobs.sort_by_key(|job| std::cmp::Reverse(job.created_at));
+        Ok(jobs)
+    }
+
+    async fn request_abort(&self, id: Uuid, now: Timestamp) -> Result<Job, AppError> {
+        {
+            let mut state = lock(&self.state);
+            let stored = state.jobs.get_mut(&id).ok_or_else(|| not_found(id))?;
+            if !stored.job.is_running() {
+                return Err(AppError::Conflict(format!(
+                    "synchronization job '{id}' is not in progress"
+                )));
+            }
+            stored.job.abort = true;
+            stored.job.updated_at = now;
+        }
+        self.get(id).await?.ok_or_else(|| not_found(id))
+    }
+
+    async fn unit_progress(
+        &self,
+        job_id: Uuid,
+        unit_key: &str,
+    ) -> Result<Option<UnitProgress>, AppError> {
+        Ok(lock(&self.state)
+            .jobs
+            .get(&job_id)
+            .and_then(|s| s.units.get(unit_key).cloned()))
+    }
+
+    async fn record_page(
+        &self,
+        job_id: Uuid,
+        unit_key: &str,
+        page: PageRecord,
+        _now: Timestamp,
+    ) -> Result<bool, AppError> {
+        let mut state = lock(&self.state);
+        let Some(unit) = state
+            .jobs
+            .get_mut(&job_id)
+            .and_then(|s| s.units.get_mut(unit_key))
+        else {
+            return Ok(false);
+        };
+        if unit.status.is_final() || unit.pages_done != page.pages_done {
+            return Ok(false);
+        }
+        unit.pages_done += 1;
+        unit.marker = page.next_marker;
+        unit.keys_synced += page.keys;
+        if let Some(lease) = state
+            .leases
+            .get_mut(unit_key)
+            .filter(|(holder, _)| *holder == job_id)
+        {
+            lease.1 = page.lease_until;
+        }
+        Ok(true)
+    }
+
+    async fn finish_unit(
+        &self,
+        job_id: Uuid,
+        unit_key: &str,
+        status: &UnitStatus,
+        keys_gone: u64,
+        now: Timestamp,
+    ) -> Result<bool, AppError> {
+        let mut state = lock(&self.state);
+        let Some(stored) = state.jobs.get_mut(&job_id) else {
+            return Ok(false);
+        };
+        let Some(unit) = stored.units.get_mut(unit_key) else {
+            return Ok(false);
+        };
+        if unit.status.is_final() {
+            return Ok(false);
+        }
+        unit.status = status.clone();
+        let progress = &mut stored.job.progress;
+        progress.units_done += 1;
+        progress.units_failed += u64::from(matches!(status, UnitStatus::Failed(_)));
+        progress.keys_synced += unit.keys_synced;
+        progress.keys_gone += keys_gone;
+        stored.job.updated_at = now;
+        if state
+            .leases
+            .get(unit_key)
+            .is_some_and(|(holder, _)| *holder == job_id)
+        {
+            state.leases.remove(unit_key);
+        }
+        Ok(true)
+    }
+
+    async fn complete_if_done(
+        &self,
+        job_id: Uuid,
+        now: Timestamp,
+    ) -> Result<Option<Job>, AppError> {
+        {
+            let mut state = lock(&self.state);
+            let Some(stored) = state.jobs.get_mut(&job_id) else {
+                return Ok(None);
+            };
+            if stored.job.overall_status != JobStatus::InProgress {
+                return Ok(None);
+            }
+            let Some(status) = final_status(&stored.job.progress) else {
+                return Ok(None);
+            };
+            stored.job.overall_status = status;
+            stored.job.completed_at = Some(now);
+            stored.job.updated_at = now;
+        }
+        self.get(job_id).await
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryKeyStore {
+    keys: Mutex<BTreeMap<Uuid, KeyRecord>>,
+}
+
+#[async_trait]
+impl KeyStore for MemoryKeyStore {
+    async fn put_all(&self, keys: &[KeyRecord]) -> Result<(), AppError> {
+        let mut stored = lock(&self.keys);
+        for key in keys {
+            stored.insert(key.id, key.clone());
+        }
+        Ok(())
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<KeyRecord>, AppError> {
+        Ok(lock(&self.keys).get(&id).cloned())
+    }
+
+    async fn delete(&self, id: Uuid) -> Result<bool, AppError> {
+        Ok(lock(&self.keys).remove(&id).is_some())
+    }
+
+    async fn unit_stubs(&self, unit_key: &str) -> Result<Vec<StoredKeyStub>, AppError> {
+        Ok(lock(&self.keys)
+            .values()
+            .filter(|k| k.unit == unit_key)
+            .map(|k| StoredKeyStub {
+                id: k.id,
+                arn: k.arn.clone(),
+                created_at: k.created_at,
+                gone: k.gone,
+                last_seen_job: k.last_seen_job,
+            })
+            .collect())
+    }
+
+    async fn mark_gone(&self, ids: &[Uuid], now: Timestamp) -> Result<(), AppError> {
+        let mut stored = lock(&self.keys);
+        for id in ids {
+            if let Some(key) = stored.get_mut(id) {
+                key.gone = true;
+                key.updated_at = now;
+            }
+        }
+        Ok(())
+    }
+
+    async fn list(&self, units: Option<&[String]>) -> Result<Vec<KeyRecord>, AppError> {
+        Ok(lock(&self.keys)
+            .values()
+            .filter(|k| units.is_none_or(|units| units.contains(&k.unit)))
+            .cloned()
+            .collect())
+    }
+}
+
+/// Records what was dispatched instead of sending it.
+#[derive(Default)]
+pub struct MemoryDispatcher {
+    sent: Mutex<Vec<WorkItem>>,
+}
+
+impl MemoryDispatcher {
+    /// Takes every item dispatched so far.
+    pub fn drain(&self) -> Vec<WorkItem> {
+        std::mem::take(&mut *lock(&self.sent))
+    }
+}
+
+#[async_trait]
+impl Dispatcher for MemoryDispatcher {
+    async fn dispatch(&self, items: &[WorkItem]) -> Result<(), AppError> {
+        lock(&self.sent).extend_from_slice(items);
+        Ok(())
+    }
+}
+
+/// A caller identity that always answers the same account.
+pub struct FixedCallerIdentity(pub String);
+
+#[async_trait]
+impl CallerIdentity for FixedCallerIdentity {
+    async fn account_id(&self) -> Result<String, AppError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// A scripted AWS account: keys per (account, region), served in pages of `page_size`.
+#[derive(Default)]
+pub struct MemoryKeySource {
+    regions: Mutex<HashMap<(String, String), RegionScript>>,
+    page_size: usize,
+}
+
+#[derive(Default, Clone)]
+struct RegionScript {
+    keys: BTreeMap<String, KeyDetails>,
+    refusal: Option<SourceError>,
+}
+
+impl MemoryKeySource {
+    pub fn with_page_size(page_size: usize) -> Self {
+        MemoryKeySource {
+            regions: Mutex::default(),
+            page_size: page_size.max(1),
+        }
+    }
+
+    pub fn put_key(&self, account_id: &str, region: &str, details: KeyDetails) {
+        let mut regions = lock(&self.regions);
+        let script = regions
+            .entry((account_id.to_string(), region.to_string()))
+            .or_default();
+        script
+            .keys
+            .insert(details.aws_param.key_id.clone(), details);
+    }
+
+    pub fn remove_key(&self, account_id: &str, region: &str, key_id: &str) {
+        if let Some(script) =
+            lock(&self.regions).get_mut(&(account_id.to_string(), region.to_string()))
+        {
+            script.keys.remove(key_id);
+        }
+    }
+
+    /// Every call for this account and region fails with `error`.
+    pub fn refuse(&self, account_id: &str, region: &str, error: SourceError) {
+        lock(&self.regions)
+            .entry((account_id.to_string(), region.to_string()))
+            .or_default()
+            .refusal = Some(error);
+    }
+}
+
+struct MemoryRegion {
+    script: RegionScript,
+    page_size: usize,
+}
+
+#[async_trait]
+impl KeySource for MemoryRegion {
+    async fn list_keys(&self, marker: Option<&str>) -> Result<KeyPage, SourceError> {
+        if let Some(err) = &self.script.refusal {
+            return Err(err.clone());
+        }
+        let start = marker.and_then(|m| m.parse::<usize>().ok()).unwrap_or(0);
+        let keys: Vec<ListedKey> = self
+            .script
+            .keys
+            .values()
+            .skip(start)
+            .take(self.page_size)
+            .map(|d| ListedKey {
+                key_id: d.aws_param.key_id.clone(),
+                arn: d.aws_param.arn.clone(),
+            })
+            .collect();
+        let end = start + keys.len();
+        let next_marker = (end < self.script.keys.len()).then(|| end.to_string());
+        Ok(KeyPage { keys, next_marker })
+    }
+
+    async fn aliases(&self) -> Result<BTreeMap<String, Vec<String>>, SourceError> {
+        Ok(self
+            .script
+            .keys
+            .iter()
+            .map(|(id, details)| (id.clone(), details.aws_param.alias.clone()))
+            .collect())
+    }
+
+    async fn read_key(
+        &self,
+        key: &ListedKey,
+        aliases: &[String],
+    ) -> Result<Option<KeyDetails>, SourceError> {
+        Ok(self
+            .script
+            .keys
+            .get(&key.key_id)
+            .cloned()
+            .map(|mut details| {
+                details.aws_param.alias = aliases.to_vec();
+                details
+            }))
+    }
+}
+
+#[async_trait]
+impl KeySourceFactory for MemoryKeySource {
+    async fn open(
+        &self,
+        connection: &Connection,
+        region: &str,
+    ) -> Result<Arc<dyn KeySource>, SourceError> {
+        let script = lock(&self.regions)
+            .get(&(connection.account_id.clone(), region.to_string()))
+            .cloned()
+            .unwrap_or_default();
+        Ok(Arc::new(MemoryRegion {
+            script,
+            page_size: self.page_size.max(1),
+        }))
+    }
+}

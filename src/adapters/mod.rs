@@ -1,0 +1,8 @@
+//! Adapters: the ports of `crate::ports` implemented for AWS (DynamoDB, KMS, SQS, STS) and in memory.
+
+pub mod dynamodb;
+pub mod kms;
+pub mod memory;
+pub mod rate_limit;
+pub mod sqs;
+pub mod sts;

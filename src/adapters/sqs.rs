@@ -1,0 +1,77 @@
+//! The dispatcher on SQS: one message per work item, sent in batches of at most 10 (SendMessageBatch).
+
+use crate::domain::AppError;
+use crate::domain::job::WorkItem;
+use crate::ports::Dispatcher;
+use async_trait::async_trait;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_smithy_types::error::display::DisplayErrorContext;
+
+const SEND_BATCH_LIMIT: usize = 10;
+/// Rounds of resending the entries a batch reported as failed.
+const SEND_ROUNDS: usize = 4;
+
+pub struct SqsDispatcher {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsDispatcher {
+    pub fn new(client: Client, queue_url: &str) -> Self {
+        SqsDispatcher {
+            client,
+            queue_url: queue_url.to_string(),
+        }
+    }
+
+    async fn send_chunk(&self, chunk: &[WorkItem]) -> Result<(), AppError> {
+        let mut pending: Vec<(String, String)> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, item)| serde_json::to_string(item).map(|body| (i.to_string(), body)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| AppError::internal("encoding a work item", e))?;
+        for _ in 0..SEND_ROUNDS {
+            let entries = pending
+                .iter()
+                .map(|(id, body)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(id)
+                        .message_body(body)
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| AppError::internal("building a message", e))?;
+            let output = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| {
+                    AppError::Internal(format!("sqs send: {}", DisplayErrorContext(&e)))
+                })?;
+            let failed: Vec<&str> = output.failed().iter().map(|f| f.id()).collect();
+            pending.retain(|(id, _)| failed.contains(&id.as_str()));
+            if pending.is_empty() {
+                return Ok(());
+            }
+        }
+        Err(AppError::Internal(format!(
+            "sqs send: {} messages refused after {SEND_ROUNDS} rounds",
+            pending.len()
+        )))
+    }
+}
+
+#[async_trait]
+impl Dispatcher for SqsDispatcher {
+    async fn dispatch(&self, items: &[WorkItem]) -> Result<(), AppError> {
+        for chunk in items.chunks(SEND_BATCH_LIMIT) {
+            self.send_chunk(chunk).await?;
+        }
+        Ok(())
+    }
+}

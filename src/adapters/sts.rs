@@ -1,0 +1,107 @@
+//! STS: the function's own account (GetCallerIdentity) and role credentials (AssumeRole), cached until
+//! shortly before they expire. Built from the shared `SdkConfig`, so `AWS_ENDPOINT_URL` reaches it too.
+
+use crate::domain::AppError;
+use crate::ports::{CallerIdentity, SourceError};
+use async_trait::async_trait;
+use aws_credential_types::Credentials;
+use aws_sdk_sts::Client;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+use tokio::sync::Mutex;
+
+/// Credentials are renewed this long before they expire, so no call starts with nearly dead ones.
+const RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);
+const SESSION_NAME: &str = "cckm-aws-sync";
+
+pub struct StsCallerIdentity {
+    client: Client,
+}
+
+impl StsCallerIdentity {
+    pub fn new(client: Client) -> Self {
+        StsCallerIdentity { client }
+    }
+}
+
+#[async_trait]
+impl CallerIdentity for StsCallerIdentity {
+    async fn account_id(&self) -> Result<String, AppError> {
+        let output = self
+            .client
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| {
+                AppError::Internal(format!(
+                    "sts get-caller-identity: {}",
+                    DisplayErrorContext(&e)
+                ))
+            })?;
+        output
+            .account
+            .ok_or_else(|| AppError::Internal("sts get-caller-identity named no account".into()))
+    }
+}
+
+/// AssumeRole with a cache keyed by (role, external id).
+pub struct RoleCredentials {
+    client: Client,
+    cache: Mutex<HashMap<(String, Option<String>), Credentials>>,
+}
+
+impl RoleCredentials {
+    pub fn new(client: Client) -> Self {
+        RoleCredentials {
+            client,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub async fn assume(
+        &self,
+        role_arn: &str,
+        external_id: Option<&str>,
+    ) -> Result<Credentials, SourceError> {
+        let key = (role_arn.to_string(), external_id.map(String::from));
+        let mut cache = self.cache.lock().await;
+        if let Some(credentials) = cache.get(&key) {
+            let fresh = credentials
+                .expiry()
+                .is_none_or(|expiry| expiry > SystemTime::now() + RENEW_BEFORE);
+            if fresh {
+                return Ok(credentials.clone());
+            }
+        }
+        let output = self
+            .client
+            .assume_role()
+            .role_arn(role_arn)
+            .role_session_name(SESSION_NAME)
+            .set_external_id(external_id.map(String::from))
+            .send()
+            .await
+            .map_err(|err| {
+                let text = format!("assume role {role_arn}: {}", DisplayErrorContext(&err));
+                match err.as_service_error() {
+                    // Denied, malformed or expired: no retry will make AWS change its mind.
+                    Some(_) => SourceError::Refused(text),
+                    None => SourceError::Transient(text),
+                }
+            })?;
+        let issued = output.credentials.ok_or_else(|| {
+            SourceError::Refused(format!("assume role {role_arn}: no credentials returned"))
+        })?;
+        let expiry = SystemTime::try_from(issued.expiration).ok();
+        let credentials = Credentials::new(
+            issued.access_key_id,
+            issued.secret_access_key,
+            Some(issued.session_token),
+            expiry,
+            "cckm-assume-role",
+        );
+        cache.insert(key, credentials.clone());
+        Ok(credentials)
+    }
+}

@@ -1,0 +1,5 @@
+//! Route handlers, one module per resource. Each reads the request, calls a service, renders the answer.
+
+pub mod jobs;
+pub mod keys;
+pub mod kms;

@@ -1,0 +1,147 @@
+//! How jobs, KMS resources and keys look on the wire: the domain objects plus the CCKM identity fields
+//! (`uri`, `account`, `application`, `devAccount`) from configuration.
+
+use crate::config::Tenancy;
+use crate::domain::job::Job;
+use crate::domain::key::KeyRecord;
+use crate::domain::kms::KmsResource;
+use crate::domain::time::format;
+use serde_json::{Map, Value, json};
+
+/// `<account>:cckm:<kind>:<id>`, e.g. `kylo:kylo:cckm:synchronize:<id>`, from `kylo:kylo:admin:accounts:kylo`.
+fn uri(tenancy: &Tenancy, kind: &str, id: &str) -> String {
+    let owner = tenancy
+        .account
+        .split(':')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(":");
+    format!("{owner}:cckm:{kind}:{id}")
+}
+
+fn identity(tenancy: &Tenancy, kind: &str, id: &str) -> Map<String, Value> {
+    let mut fields = Map::new();
+    fields.insert("id".into(), Value::from(id));
+    fields.insert("uri".into(), Value::from(uri(tenancy, kind, id)));
+    fields.insert("account".into(), Value::from(tenancy.account.as_str()));
+    fields.insert(
+        "application".into(),
+        Value::from(tenancy.application.as_str()),
+    );
+    fields.insert(
+        "devAccount".into(),
+        Value::from(tenancy.dev_account.as_str()),
+    );
+    fields
+}
+
+pub fn job(tenancy: &Tenancy, job: &Job) -> Value {
+    let mut fields = identity(tenancy, "synchronize", &job.id.to_string());
+    fields.insert("createdAt".into(), Value::from(format(&job.created_at)));
+    fields.insert("updatedAt".into(), Value::from(format(&job.updated_at)));
+    if let Some(completed_at) = &job.completed_at {
+        fields.insert("completed_at".into(), Value::from(format(completed_at)));
+    }
+    fields.insert(
+        "overall_status".into(),
+        Value::from(job.overall_status.as_str()),
+    );
+    let detailed: Map<String, Value> = job
+        .units
+        .iter()
+        .map(|(key, entry)| (key.clone(), Value::from(entry.status.to_string())))
+        .collect();
+    fields.insert("detailed_status".into(), Value::Object(detailed));
+    fields.insert("cloud".into(), Value::from("aws"));
+    fields.insert("kms".into(), json!(job.kms));
+    fields.insert("regions".into(), json!(job.regions));
+    fields.insert("abort".into(), Value::from(job.abort));
+    fields.insert("progress".into(), json!(job.progress));
+    Value::Object(fields)
+}
+
+pub fn kms(tenancy: &Tenancy, kms: &KmsResource) -> Value {
+    let mut fields = identity(tenancy, "aws-kms", &kms.id.to_string());
+    fields.insert("createdAt".into(), Value::from(format(&kms.created_at)));
+    fields.insert("updatedAt".into(), Value::from(format(&kms.updated_at)));
+    fields.insert("name".into(), Value::from(kms.name.as_str()));
+    fields.insert("account_id".into(), Value::from(kms.account_id.as_str()));
+    fields.insert("regions".into(), json!(kms.regions));
+    fields.insert("arn".into(), Value::from(kms.root_arn()));
+    fields.insert("assume_role_arn".into(), json!(kms.assume_role_arn));
+    fields.insert(
+        "assume_role_external_id".into(),
+        json!(kms.assume_role_external_id),
+    );
+    fields.insert("status".into(), Value::from("ACTIVE"));
+    Value::Object(fields)
+}
+
+pub fn key(tenancy: &Tenancy, key: &KeyRecord) -> Value {
+    let mut fields = identity(tenancy, "aws-key", &key.id.to_string());
+    if let Ok(Value::Object(record)) = serde_json::to_value(key) {
+        for (name, value) in record {
+            // Index attributes are ours, not part of the CCKM object.
+            if !matches!(name.as_str(), "unit" | "arn" | "last_seen_job") {
+                fields.insert(name, value);
+            }
+        }
+    }
+    Value::Object(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::job::Unit;
+    use uuid::Uuid;
+
+    #[test]
+    fn a_new_job_renders_every_documented_field() {
+        let unit = Unit {
+            kms_id: Uuid::nil(),
+            account_id: "123456789012".into(),
+            region: "ap-south-1".into(),
+        };
+        let job = Job::start(
+            Uuid::new_v4(),
+            crate::domain::time::now(),
+            vec![unit],
+            vec!["kms".into()],
+            vec!["ap-south-1".into()],
+        );
+        let view = job_view(&job);
+        for field in [
+            "id",
+            "uri",
+            "account",
+            "application",
+            "devAccount",
+            "createdAt",
+            "updatedAt",
+            "overall_status",
+            "detailed_status",
+            "cloud",
+            "kms",
+            "regions",
+            "abort",
+        ] {
+            assert!(view.get(field).is_some(), "{field}");
+        }
+        assert!(view.get("completed_at").is_none());
+        assert_eq!(
+            view["uri"],
+            format!("kylo:kylo:cckm:synchronize:{}", job.id)
+        );
+        assert_eq!(
+            view["detailed_status"]["123456789012/ap-south-1"],
+            "in_progress"
+        );
+        assert_eq!(view["overall_status"], "in_progress");
+        assert!(view["createdAt"].as_str().unwrap().ends_with('Z'));
+    }
+
+    fn job_view(job: &Job) -> Value {
+        super::job(&Tenancy::default(), job)
+    }
+}

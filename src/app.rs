@@ -1,0 +1,50 @@
+//! The wired application: every port behind an `Arc`, plus the settings the services need. Built once at
+//! cold start (`main.rs`) or per test (`App::in_memory`), then shared by every invocation.
+
+use crate::adapters::memory::*;
+use crate::config::{SyncSettings, Tenancy};
+use crate::ports::*;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct App {
+    pub kms: Arc<dyn KmsRegistry>,
+    pub jobs: Arc<dyn JobStore>,
+    pub keys: Arc<dyn KeyStore>,
+    pub source: Arc<dyn KeySourceFactory>,
+    pub dispatcher: Arc<dyn Dispatcher>,
+    pub identity: Arc<dyn CallerIdentity>,
+    pub tenancy: Tenancy,
+    pub sync: SyncSettings,
+}
+
+/// The in-memory twins behind an `App`, kept so tests can look inside them.
+pub struct MemoryParts {
+    pub jobs: Arc<MemoryJobStore>,
+    pub keys: Arc<MemoryKeyStore>,
+    pub source: Arc<MemoryKeySource>,
+    pub dispatcher: Arc<MemoryDispatcher>,
+}
+
+impl App {
+    /// An app on in-memory adapters whose own credentials belong to `caller_account`.
+    pub fn in_memory(caller_account: &str, page_size: usize) -> (App, MemoryParts) {
+        let parts = MemoryParts {
+            jobs: Arc::new(MemoryJobStore::default()),
+            keys: Arc::new(MemoryKeyStore::default()),
+            source: Arc::new(MemoryKeySource::with_page_size(page_size)),
+            dispatcher: Arc::new(MemoryDispatcher::default()),
+        };
+        let app = App {
+            kms: Arc::new(MemoryKmsRegistry::default()),
+            jobs: parts.jobs.clone(),
+            keys: parts.keys.clone(),
+            source: parts.source.clone(),
+            dispatcher: parts.dispatcher.clone(),
+            identity: Arc::new(FixedCallerIdentity(caller_account.to_string())),
+            tenancy: Tenancy::default(),
+            sync: SyncSettings::default(),
+        };
+        (app, parts)
+    }
+}

@@ -1,0 +1,209 @@
+//! Configuration from the environment, read and checked once at cold start. A missing or malformed
+//! setting is an init error with a clear message, never a panic in a handler.
+
+use std::env;
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// The CCKM identity strings every object carries (spec 1.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenancy {
+    pub account: String,
+    pub application: String,
+    pub dev_account: String,
+}
+
+impl Default for Tenancy {
+    fn default() -> Self {
+        Tenancy {
+            account: "kylo:kylo:admin:accounts:kylo".into(),
+            application: "ncryptify:gemalto:admin:apps:kylo".into(),
+            dev_account: "ncryptify:gemalto:admin:accounts:gemalto".into(),
+        }
+    }
+}
+
+/// How tokens are checked (spec 7). Secrets stay out of `Debug`.
+#[derive(Clone, Default)]
+pub struct AuthConfig {
+    pub hs256_secret: Option<String>,
+    /// The JWKS JSON text for RS256/ES256 tokens.
+    pub jwks: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field(
+                "hs256_secret",
+                &self.hs256_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("jwks", &self.jwks.as_ref().map(|_| "<set>"))
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish()
+    }
+}
+
+/// Tunables of the sync engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncSettings {
+    /// Keys read at once per unit.
+    pub key_concurrency: usize,
+    /// How long a job keeps its (account, region) leases without progress before another job may start.
+    pub lease: Duration,
+    /// A unit stops at a page boundary and hands its marker on when less than this is left of the invocation.
+    pub deadline_margin: Duration,
+    /// After this many deliveries a unit that keeps failing for a passing reason is failed for good.
+    pub max_attempts: u32,
+    /// The share of each KMS request quota a sync may use (0 < share <= 1).
+    pub rate_share: f64,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        SyncSettings {
+            key_concurrency: 8,
+            lease: Duration::from_secs(30 * 60),
+            deadline_margin: Duration::from_secs(90),
+            max_attempts: 4,
+            rate_share: 0.5,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub kms_table: String,
+    pub jobs_table: String,
+    pub keys_table: String,
+    pub work_queue_url: String,
+    pub tenancy: Tenancy,
+    pub auth: AuthConfig,
+    pub sync: SyncSettings,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Self::from_lookup(|name| env::var(name).ok())
+    }
+
+    /// Reads from any lookup, so tests need not touch the process environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let required = |name: &'static str| {
+            get(name)
+                .filter(|v| !v.is_empty())
+                .ok_or(ConfigError::Missing(name))
+        };
+        let optional = |name: &str| get(name).filter(|v| !v.is_empty());
+        let defaults = Tenancy::default();
+        let auth = AuthConfig {
+            hs256_secret: optional("JWT_HS256_SECRET"),
+            jwks: optional("JWT_JWKS"),
+            issuer: optional("JWT_ISSUER"),
+            audience: optional("JWT_AUDIENCE"),
+        };
+        if auth.hs256_secret.is_none() && auth.jwks.is_none() {
+            return Err(ConfigError::Invalid {
+                name: "JWT_HS256_SECRET",
+                reason: "set JWT_HS256_SECRET or JWT_JWKS: every route needs a verifiable token"
+                    .into(),
+            });
+        }
+        let mut sync = SyncSettings::default();
+        if let Some(text) = optional("KMS_RATE_SHARE") {
+            sync.rate_share = text
+                .parse::<f64>()
+                .ok()
+                .filter(|share| *share > 0.0 && *share <= 1.0)
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "KMS_RATE_SHARE",
+                    reason: "a number in (0, 1]".into(),
+                })?;
+        }
+        if let Some(text) = optional("SYNC_KEY_CONCURRENCY") {
+            sync.key_concurrency = text
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=64).contains(n))
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "SYNC_KEY_CONCURRENCY",
+                    reason: "a whole number from 1 to 64".into(),
+                })?;
+        }
+        Ok(Config {
+            kms_table: required("KMS_TABLE")?,
+            jobs_table: required("JOBS_TABLE")?,
+            keys_table: required("KEYS_TABLE")?,
+            work_queue_url: required("WORK_QUEUE_URL")?,
+            tenancy: Tenancy {
+                account: optional("CCKM_ACCOUNT").unwrap_or(defaults.account),
+                application: optional("CCKM_APPLICATION").unwrap_or(defaults.application),
+                dev_account: optional("CCKM_DEV_ACCOUNT").unwrap_or(defaults.dev_account),
+            },
+            auth,
+            sync,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    const BASE: [(&str, &str); 5] = [
+        ("KMS_TABLE", "k"),
+        ("JOBS_TABLE", "j"),
+        ("KEYS_TABLE", "y"),
+        ("WORK_QUEUE_URL", "http://q"),
+        ("JWT_HS256_SECRET", "s"),
+    ];
+
+    #[test]
+    fn reads_tables_and_cckm_defaults() {
+        let config = Config::from_lookup(lookup(&BASE)).unwrap();
+        assert_eq!(config.jobs_table, "j");
+        assert_eq!(config.tenancy, Tenancy::default());
+        assert!(!format!("{:?}", config.auth).contains("\"s\""));
+    }
+
+    #[test]
+    fn missing_table_or_auth_is_a_clear_init_error() {
+        assert_eq!(
+            Config::from_lookup(lookup(&BASE[1..])).unwrap_err(),
+            ConfigError::Missing("KMS_TABLE")
+        );
+        assert!(matches!(
+            Config::from_lookup(lookup(&BASE[..4])),
+            Err(ConfigError::Invalid { .. })
+        ));
+        let mut bad = BASE.to_vec();
+        bad.push(("KMS_RATE_SHARE", "2"));
+        assert!(matches!(
+            Config::from_lookup(lookup(&bad)),
+            Err(ConfigError::Invalid {
+                name: "KMS_RATE_SHARE",
+                ..
+            })
+        ));
+    }
+}

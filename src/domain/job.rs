@@ -1,0 +1,252 @@
+//! A synchronization job and its units. A unit is one (AWS account, region) pair; the job is `completed` when
+//! every unit has ended and none failed, `failed` when one did. A canceled job ends `completed` with `abort`.
+
+use super::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    InProgress,
+    Completed,
+    Failed,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::InProgress => "in_progress",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            JobStatus::InProgress,
+            JobStatus::Completed,
+            JobStatus::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// Where one unit stands. Every state but `InProgress` is final.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", content = "reason", rename_all = "snake_case")]
+pub enum UnitStatus {
+    InProgress,
+    Succeeded,
+    Failed(String),
+    Canceled,
+}
+
+impl UnitStatus {
+    pub fn is_final(&self) -> bool {
+        !matches!(self, UnitStatus::InProgress)
+    }
+}
+
+/// The CCKM text shown in `detailed_status`.
+impl fmt::Display for UnitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnitStatus::InProgress => f.write_str("in_progress"),
+            UnitStatus::Succeeded => f.write_str("region synchronized successfully"),
+            UnitStatus::Failed(reason) => write!(f, "region synchronization failed: {reason}"),
+            UnitStatus::Canceled => f.write_str("region synchronization canceled"),
+        }
+    }
+}
+
+/// One (account, region) pair of a job and the KMS resource whose connection reaches it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unit {
+    pub kms_id: Uuid,
+    pub account_id: String,
+    pub region: String,
+}
+
+impl Unit {
+    /// `"<aws_account_id>/<region>"`: the `detailed_status` key, and the key index's partition.
+    pub fn key(&self) -> String {
+        unit_key(&self.account_id, &self.region)
+    }
+}
+
+pub fn unit_key(account_id: &str, region: &str) -> String {
+    format!("{account_id}/{region}")
+}
+
+/// The message a worker gets: one unit of one job. `marker` is where the previous invocation stopped; the
+/// unit's stored progress stays the source of truth, so a stale or redelivered message is harmless.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkItem {
+    pub job_id: Uuid,
+    pub kms_id: Uuid,
+    pub account_id: String,
+    pub region: String,
+    #[serde(default)]
+    pub marker: Option<String>,
+}
+
+impl WorkItem {
+    pub fn for_unit(job_id: Uuid, unit: &Unit) -> WorkItem {
+        WorkItem {
+            job_id,
+            kms_id: unit.kms_id,
+            account_id: unit.account_id.clone(),
+            region: unit.region.clone(),
+            marker: None,
+        }
+    }
+
+    pub fn unit_key(&self) -> String {
+        unit_key(&self.account_id, &self.region)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub units_total: u64,
+    pub units_done: u64,
+    pub units_failed: u64,
+    pub keys_synced: u64,
+    pub keys_gone: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: Uuid,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+    pub overall_status: JobStatus,
+    /// Keyed by `Unit::key()`.
+    pub units: BTreeMap<String, UnitEntry>,
+    pub kms: Vec<String>,
+    pub regions: Vec<String>,
+    pub abort: bool,
+    pub progress: Progress,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitEntry {
+    pub unit: Unit,
+    pub status: UnitStatus,
+}
+
+impl Job {
+    /// A new job, every unit `in_progress`. `kms` and `regions` are kept as the caller sent them.
+    pub fn start(
+        id: Uuid,
+        now: Timestamp,
+        units: Vec<Unit>,
+        kms: Vec<String>,
+        regions: Vec<String>,
+    ) -> Job {
+        let units: BTreeMap<String, UnitEntry> = units
+            .into_iter()
+            .map(|unit| {
+                (
+                    unit.key(),
+                    UnitEntry {
+                        unit,
+                        status: UnitStatus::InProgress,
+                    },
+                )
+            })
+            .collect();
+        Job {
+            id,
+            created_at: now,
+            updated_at: now,
+            completed_at: None,
+            overall_status: JobStatus::InProgress,
+            progress: Progress {
+                units_total: units.len() as u64,
+                ..Progress::default()
+            },
+            units,
+            kms,
+            regions,
+            abort: false,
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.overall_status == JobStatus::InProgress
+    }
+}
+
+/// The status a job ends with once every unit has ended. A canceled unit does not fail the job.
+pub fn final_status(progress: &Progress) -> Option<JobStatus> {
+    if progress.units_done < progress.units_total {
+        None
+    } else if progress.units_failed > 0 {
+        Some(JobStatus::Failed)
+    } else {
+        Some(JobStatus::Completed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress(total: u64, done: u64, failed: u64) -> Progress {
+        Progress {
+            units_total: total,
+            units_done: done,
+            units_failed: failed,
+            ..Progress::default()
+        }
+    }
+
+    #[test]
+    fn a_job_ends_only_when_every_unit_has_ended() {
+        assert_eq!(final_status(&progress(3, 2, 0)), None);
+        assert_eq!(final_status(&progress(3, 3, 0)), Some(JobStatus::Completed));
+        assert_eq!(final_status(&progress(3, 3, 1)), Some(JobStatus::Failed));
+    }
+
+    #[test]
+    fn unit_statuses_read_as_cckm_writes_them() {
+        assert_eq!(
+            UnitStatus::Succeeded.to_string(),
+            "region synchronized successfully"
+        );
+        assert_eq!(
+            UnitStatus::Failed("AccessDenied".into()).to_string(),
+            "region synchronization failed: AccessDenied"
+        );
+        assert_eq!(
+            UnitStatus::Canceled.to_string(),
+            "region synchronization canceled"
+        );
+        assert_eq!(UnitStatus::InProgress.to_string(), "in_progress");
+    }
+
+    #[test]
+    fn start_counts_units_and_keys_them_by_account_and_region() {
+        let unit = Unit {
+            kms_id: Uuid::nil(),
+            account_id: "111122223333".into(),
+            region: "eu-west-1".into(),
+        };
+        let job = Job::start(
+            Uuid::nil(),
+            crate::domain::time::now(),
+            vec![unit],
+            vec!["a".into()],
+            vec![],
+        );
+        assert_eq!(job.progress.units_total, 1);
+        assert!(job.units.contains_key("111122223333/eu-west-1"));
+        assert!(job.is_running());
+    }
+}

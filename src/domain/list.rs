@@ -1,0 +1,288 @@
+//! List queries shared by every collection (spec 1.3, 2.2, 6): `skip`, `limit` (`-1` = all), `sort`
+//! (comma list, `-` for descending), typed filters, and the envelope. Also the JSON body reader, so every
+//! route classifies a bad body the same way.
+
+use super::error::AppError;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+pub const DEFAULT_LIMIT: usize = 10;
+/// The largest page a caller may ask for, other than `-1` (all).
+pub const MAX_LIMIT: usize = 1000;
+
+/// Query parameters as they arrived: each name with every value it was given.
+pub type QueryMap = BTreeMap<String, Vec<String>>;
+
+/// Reads a JSON body: invalid UTF-8 or JSON is a bad request, a well-formed body of the wrong shape is an
+/// invalid parameter value.
+pub fn parse_json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| AppError::BadRequest("the body is not valid UTF-8".into()))?;
+    serde_json::from_str(text).map_err(|err| match err.classify() {
+        serde_json::error::Category::Data => AppError::InvalidParam(format!("invalid body: {err}")),
+        _ => AppError::BadRequest(format!("the body is not valid JSON: {err}")),
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SortKey {
+    pub field: String,
+    pub descending: bool,
+}
+
+/// A parsed list query: paging, sorting and the filters the collection allows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListQuery {
+    pub skip: usize,
+    /// None = every match (`limit=-1`).
+    pub limit: Option<usize>,
+    pub sort: Vec<SortKey>,
+    pub filters: BTreeMap<String, Vec<String>>,
+}
+
+/// What a collection allows: its filter names (with how each is compared) and sortable fields.
+pub struct ListSpec {
+    pub filters: &'static [(&'static str, FilterKind)],
+    pub sort_fields: &'static [&'static str],
+    pub default_sort: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterKind {
+    /// Exact text; repeating the parameter means "any of".
+    Text,
+    /// `true` or `false`.
+    Bool,
+}
+
+impl ListQuery {
+    pub fn parse(query: &QueryMap, spec: &ListSpec) -> Result<ListQuery, AppError> {
+        let mut filters = BTreeMap::new();
+        for (name, values) in query {
+            match name.as_str() {
+                "skip" | "limit" | "sort" => {}
+                _ => {
+                    let Some((_, kind)) = spec.filters.iter().find(|(n, _)| n == name) else {
+                        return Err(AppError::InvalidParam(format!(
+                            "unknown query parameter '{name}'"
+                        )));
+                    };
+                    if *kind == FilterKind::Bool
+                        && values.iter().any(|v| v != "true" && v != "false")
+                    {
+                        return Err(AppError::InvalidParam(format!(
+                            "{name} must be true or false"
+                        )));
+                    }
+                    filters.insert(name.clone(), values.clone());
+                }
+            }
+        }
+        let skip = match single(query, "skip")? {
+            None => 0,
+            Some(text) => text.parse::<usize>().map_err(|_| {
+                AppError::InvalidParam(format!(
+                    "skip must be a whole number of 0 or more, not '{text}'"
+                ))
+            })?,
+        };
+        let limit = match single(query, "limit")? {
+            None => Some(DEFAULT_LIMIT),
+            Some("-1") => None,
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if n <= MAX_LIMIT => Some(n),
+                _ => {
+                    return Err(AppError::InvalidParam(format!(
+                        "limit must be -1 (all) or 0 to {MAX_LIMIT}, not '{text}'"
+                    )));
+                }
+            },
+        };
+        let sort_text = single(query, "sort")?.unwrap_or(spec.default_sort);
+        let mut sort = Vec::new();
+        for part in sort_text
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let (field, descending) = match part.strip_prefix('-') {
+                Some(field) => (field, true),
+                None => (part.strip_prefix('+').unwrap_or(part), false),
+            };
+            if !spec.sort_fields.contains(&field) {
+                return Err(AppError::InvalidParam(format!("cannot sort by '{field}'")));
+            }
+            sort.push(SortKey {
+                field: field.to_string(),
+                descending,
+            });
+        }
+        Ok(ListQuery {
+            skip,
+            limit,
+            sort,
+            filters,
+        })
+    }
+
+    pub fn filter(&self, name: &str) -> Option<&[String]> {
+        self.filters.get(name).map(Vec::as_slice)
+    }
+
+    /// Sorts and pages rendered items; returns the page and the number of matches before paging.
+    pub fn page(&self, mut items: Vec<Value>) -> (Vec<Value>, usize) {
+        items.sort_by(|a, b| {
+            self.sort.iter().fold(Ordering::Equal, |order, key| {
+                order.then_with(|| {
+                    let ord = compare_json(lookup(a, &key.field), lookup(b, &key.field));
+                    if key.descending { ord.reverse() } else { ord }
+                })
+            })
+        });
+        let total = items.len();
+        let page = items
+            .into_iter()
+            .skip(self.skip)
+            .take(self.limit.unwrap_or(usize::MAX))
+            .collect();
+        (page, total)
+    }
+
+    /// The list envelope of spec section 6; `limit` echoes -1 when every match was asked for.
+    pub fn envelope(&self, resources: Vec<Value>, total: usize) -> Value {
+        let limit = self.limit.map_or(-1, |l| l as i64);
+        serde_json::json!({ "skip": self.skip, "limit": limit, "total": total, "resources": resources })
+    }
+}
+
+fn single<'a>(query: &'a QueryMap, name: &str) -> Result<Option<&'a str>, AppError> {
+    match query.get(name).map(Vec::as_slice) {
+        None | Some([]) => Ok(None),
+        Some([one]) => Ok(Some(one.as_str())),
+        Some(_) => Err(AppError::InvalidParam(format!(
+            "{name} may be given only once"
+        ))),
+    }
+}
+
+/// A dotted path into a rendered object, e.g. `aws_param.KeyState`.
+fn lookup<'a>(item: &'a Value, path: &str) -> &'a Value {
+    path.split('.')
+        .fold(item, |value, part| value.get(part).unwrap_or(&Value::Null))
+}
+
+/// Nulls first, then booleans, numbers and text in their natural order; arrays by their first element.
+fn compare_json(a: &Value, b: &Value) -> Ordering {
+    match (a, b) {
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (Value::Number(x), Value::Number(y)) => x
+            .as_f64()
+            .unwrap_or(0.0)
+            .partial_cmp(&y.as_f64().unwrap_or(0.0))
+            .unwrap_or(Ordering::Equal),
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        (Value::Array(x), Value::Array(y)) => compare_json(
+            x.first().unwrap_or(&Value::Null),
+            y.first().unwrap_or(&Value::Null),
+        ),
+        _ => rank(a).cmp(&rank(b)),
+    }
+}
+
+fn rank(value: &Value) -> u8 {
+    match value {
+        Value::Null => 0,
+        Value::Bool(_) => 1,
+        Value::Number(_) => 2,
+        Value::String(_) => 3,
+        Value::Array(_) => 4,
+        Value::Object(_) => 5,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SPEC: ListSpec = ListSpec {
+        filters: &[("name", FilterKind::Text), ("gone", FilterKind::Bool)],
+        sort_fields: &["name", "createdAt", "n"],
+        default_sort: "-createdAt",
+    };
+
+    fn query(pairs: &[(&str, &str)]) -> QueryMap {
+        let mut map = QueryMap::new();
+        for (k, v) in pairs {
+            map.entry(k.to_string()).or_default().push(v.to_string());
+        }
+        map
+    }
+
+    #[test]
+    fn defaults_are_skip_0_limit_10_newest_first() {
+        let q = ListQuery::parse(&QueryMap::new(), &SPEC).unwrap();
+        assert_eq!((q.skip, q.limit), (0, Some(10)));
+        assert_eq!(
+            q.sort,
+            vec![SortKey {
+                field: "createdAt".into(),
+                descending: true
+            }]
+        );
+    }
+
+    #[test]
+    fn bad_parameters_are_refused() {
+        for pairs in [
+            vec![("skip", "-1")],
+            vec![("skip", "x")],
+            vec![("limit", "1001")],
+            vec![("limit", "-2")],
+            vec![("sort", "colour")],
+            vec![("gone", "yes")],
+            vec![("colour", "blue")],
+            vec![("limit", "1"), ("limit", "2")],
+        ] {
+            assert!(
+                matches!(
+                    ListQuery::parse(&query(&pairs), &SPEC),
+                    Err(AppError::InvalidParam(_))
+                ),
+                "{pairs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn sorts_on_several_fields_and_pages_with_the_true_total() {
+        let q = ListQuery::parse(
+            &query(&[("sort", "name,-n"), ("skip", "1"), ("limit", "2")]),
+            &SPEC,
+        )
+        .unwrap();
+        let items = vec![
+            json!({"name": "b", "n": 1}),
+            json!({"name": "a", "n": 1}),
+            json!({"name": "a", "n": 2}),
+            json!({"name": "c", "n": 0}),
+        ];
+        let (page, total) = q.page(items);
+        assert_eq!(total, 4);
+        assert_eq!(
+            page,
+            vec![json!({"name": "a", "n": 1}), json!({"name": "b", "n": 1})]
+        );
+        assert_eq!(q.envelope(page, total)["total"], 4);
+    }
+
+    #[test]
+    fn limit_minus_one_returns_everything() {
+        let q = ListQuery::parse(&query(&[("limit", "-1")]), &SPEC).unwrap();
+        let (page, total) = q.page((0..25).map(|n| json!({"n": n})).collect());
+        assert_eq!((page.len(), total), (25, 25));
+        assert_eq!(q.envelope(page, total)["limit"], -1);
+    }
+}

@@ -1,0 +1,13 @@
+//! Pure domain model: jobs, KMS resources, key records, request validation and the rules that move a job
+//! from `in_progress` to `completed` or `failed`. Nothing here knows about AWS, DynamoDB or Lambda.
+
+pub mod error;
+pub mod job;
+pub mod key;
+pub mod kms;
+pub mod list;
+pub mod region;
+pub mod sync_request;
+pub mod time;
+
+pub use error::AppError;

@@ -1,0 +1,61 @@
+//! AWS region names: syntax only (`us-east-1`, `us-gov-west-1`, `cn-north-1`, `eu-central-2`, ...).
+//! Whether a region is configured on a KMS resource is the caller's business.
+
+/// True for names shaped like an AWS region: `<area>[-gov|-iso|-isob]-<direction>-<number>`.
+pub fn is_valid_region(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('-').collect();
+    let (area, rest) = match parts.split_first() {
+        Some((area, rest)) => (*area, rest),
+        None => return false,
+    };
+    let rest = match rest.first() {
+        Some(&("gov" | "iso" | "isob" | "isoe" | "isof")) => &rest[1..],
+        _ => rest,
+    };
+    let [direction, number] = rest else {
+        return false;
+    };
+    area.len() == 2
+        && area.bytes().all(|b| b.is_ascii_lowercase())
+        && !direction.is_empty()
+        && direction.bytes().all(|b| b.is_ascii_lowercase())
+        && !number.is_empty()
+        && number.len() <= 2
+        && number.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_valid_region;
+
+    #[test]
+    fn accepts_real_region_names() {
+        for name in [
+            "us-east-1",
+            "ap-south-1",
+            "eu-central-2",
+            "us-gov-west-1",
+            "cn-northwest-1",
+            "us-isob-east-1",
+        ] {
+            assert!(is_valid_region(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn refuses_malformed_names() {
+        for name in [
+            "",
+            "us",
+            "us-east",
+            "US-EAST-1",
+            "us-east-1a",
+            "use1",
+            "us--1",
+            "us-east-100",
+            "us-east-1 ",
+        ] {
+            assert!(!is_valid_region(name), "{name:?}");
+        }
+    }
+}

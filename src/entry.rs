@@ -1,0 +1,126 @@
+//! The one Lambda entry point: tells the event's kind by its shape and hands it to the API, the worker or
+//! the scheduler. Anything unrecognised is answered with an error object, never a panic.
+
+use crate::api::Api;
+use crate::api::request::HttpRequest;
+use crate::api::response::HttpResponse;
+use crate::app::App;
+use crate::domain::AppError;
+use crate::domain::time::Timestamp;
+use crate::{schedule, worker};
+use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayV2httpRequest};
+use aws_lambda_events::sqs::SqsEvent;
+use serde_json::{Value, json};
+
+/// The kinds of event this function serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    HttpV1,
+    HttpV2,
+    Sqs,
+    ScheduledEvent,
+    SchedulerInput,
+    Unknown,
+}
+
+pub fn classify(event: &Value) -> EventKind {
+    let field = |name: &str| event.get(name);
+    if field("version").and_then(Value::as_str) == Some("2.0")
+        && event.pointer("/requestContext/http").is_some()
+    {
+        EventKind::HttpV2
+    } else if field("httpMethod").is_some() && field("requestContext").is_some() {
+        EventKind::HttpV1
+    } else if event
+        .pointer("/Records/0/eventSource")
+        .and_then(Value::as_str)
+        == Some("aws:sqs")
+    {
+        EventKind::Sqs
+    } else if field("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
+        EventKind::ScheduledEvent
+    } else if field("cckm_synchronization_params").is_some() {
+        EventKind::SchedulerInput
+    } else {
+        EventKind::Unknown
+    }
+}
+
+pub struct Entry {
+    pub app: App,
+    pub api: Api,
+}
+
+impl Entry {
+    /// `deadline` is the invocation's deadline, which the worker uses to stop at a page boundary in time.
+    pub async fn handle(&self, event: Value, request_id: &str, deadline: Timestamp) -> Value {
+        match classify(&event) {
+            EventKind::HttpV1 => match serde_json::from_value::<ApiGatewayProxyRequest>(event) {
+                Ok(request) => self.http(HttpRequest::from_v1(request), request_id).await,
+                Err(err) => bad_http_event(err, request_id),
+            },
+            EventKind::HttpV2 => match serde_json::from_value::<ApiGatewayV2httpRequest>(event) {
+                Ok(request) => self.http(HttpRequest::from_v2(request), request_id).await,
+                Err(err) => bad_http_event(err, request_id),
+            },
+            EventKind::Sqs => match serde_json::from_value::<SqsEvent>(event) {
+                Ok(batch) => json!(worker::handle_batch(&self.app, batch, deadline).await),
+                Err(err) => {
+                    tracing::error!(error = %err, "unreadable SQS event");
+                    json!({"error": "unreadable SQS event"})
+                }
+            },
+            EventKind::ScheduledEvent => {
+                schedule::run(&self.app, schedule::Trigger::ScheduledEvent).await
+            }
+            EventKind::SchedulerInput => {
+                let params = event
+                    .get("cckm_synchronization_params")
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                schedule::run(&self.app, schedule::Trigger::Params(params)).await
+            }
+            EventKind::Unknown => {
+                tracing::warn!("event of an unknown kind ignored");
+                json!({"error": "unsupported event"})
+            }
+        }
+    }
+
+    async fn http(&self, mut request: HttpRequest, request_id: &str) -> Value {
+        if request.request_id.is_empty() {
+            request.request_id = request_id.to_string();
+        }
+        self.api.handle(request).await.into_proxy()
+    }
+}
+
+fn bad_http_event(err: serde_json::Error, request_id: &str) -> Value {
+    HttpResponse::error(
+        &AppError::BadRequest(format!("unreadable API Gateway event: {err}")),
+        request_id,
+    )
+    .into_proxy()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_every_trigger_by_shape() {
+        let v2 = json!({"version": "2.0", "rawPath": "/", "requestContext": {"http": {"method": "GET"}}});
+        let v1 = json!({"httpMethod": "GET", "path": "/", "requestContext": {"stage": "prod"}});
+        let sqs = json!({"Records": [{"eventSource": "aws:sqs", "body": "{}"}]});
+        let scheduled =
+            json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
+        let scheduler = json!({"cckm_synchronization_params": {"synchronize_all": true}});
+        assert_eq!(classify(&v2), EventKind::HttpV2);
+        assert_eq!(classify(&v1), EventKind::HttpV1);
+        assert_eq!(classify(&sqs), EventKind::Sqs);
+        assert_eq!(classify(&scheduled), EventKind::ScheduledEvent);
+        assert_eq!(classify(&scheduler), EventKind::SchedulerInput);
+        assert_eq!(classify(&json!({"hello": 1})), EventKind::Unknown);
+        assert_eq!(classify(&json!([1, 2])), EventKind::Unknown);
+    }
+}

@@ -1,0 +1,194 @@
+//! Ports: what the domain needs from the outside world, one small trait per capability. Adapters for AWS
+//! live in `adapters::{dynamodb, kms, sqs, sts}`; in-memory twins for tests in `adapters::memory`.
+
+use crate::domain::AppError;
+use crate::domain::job::{Job, UnitStatus, WorkItem};
+use crate::domain::key::{KeyDetails, KeyRecord};
+use crate::domain::kms::KmsResource;
+use crate::domain::time::Timestamp;
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use thiserror::Error;
+use uuid::Uuid;
+
+/// Registered KMS resources. Names are unique.
+#[async_trait]
+pub trait KmsRegistry: Send + Sync {
+    /// Stores a new resource; `Conflict` when its name is taken.
+    async fn insert(&self, kms: &KmsResource) -> Result<(), AppError>;
+    async fn get(&self, id: Uuid) -> Result<Option<KmsResource>, AppError>;
+    async fn find_by_name(&self, name: &str) -> Result<Option<KmsResource>, AppError>;
+    async fn list(&self) -> Result<Vec<KmsResource>, AppError>;
+    /// Replaces a resource that exists (`NotFound` otherwise); the name never changes.
+    async fn replace(&self, kms: &KmsResource) -> Result<(), AppError>;
+    async fn remove(&self, kms: &KmsResource) -> Result<(), AppError>;
+}
+
+/// Where one unit of a job stands, as the worker needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitProgress {
+    pub status: UnitStatus,
+    /// The ListKeys marker of the next page to read; None before the first page and after the last.
+    pub marker: Option<String>,
+    pub pages_done: u64,
+    pub keys_synced: u64,
+}
+
+/// Jobs, their units and the (account, region) leases that keep two jobs off the same unit.
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Leases every unit of the job until `lease_until`, then stores it. `Conflict` naming the running job
+    /// when a unit is leased already; leases taken by a refused call are given back.
+    async fn create(&self, job: &Job, lease_until: Timestamp) -> Result<(), AppError>;
+    /// The job with every unit.
+    async fn get(&self, id: Uuid) -> Result<Option<Job>, AppError>;
+    /// The job without its units: the cheap read a worker makes at every page to see `abort`.
+    async fn header(&self, id: Uuid) -> Result<Option<Job>, AppError>;
+    /// Every job, newest first, without their units (`Job::units` is empty): `get` gives the detail.
+    async fn list(&self) -> Result<Vec<Job>, AppError>;
+    /// Sets `abort`; `NotFound`, or `Conflict` when the job is not in progress.
+    async fn request_abort(&self, id: Uuid, now: Timestamp) -> Result<Job, AppError>;
+    async fn unit_progress(
+        &self,
+        job_id: Uuid,
+        unit_key: &str,
+    ) -> Result<Option<UnitProgress>, AppError>;
+    /// Records one page of a unit: moves its marker from `page.pages_done` and adds the keys. False when that
+    /// page was recorded already (a redelivered message), so nothing is counted twice.
+    async fn record_page(
+        &self,
+        job_id: Uuid,
+        unit_key: &str,
+        page: PageRecord,
+        now: Timestamp,
+    ) -> Result<bool, AppError>;
+    /// Ends a unit and counts it on the job, atomically; false when the unit had ended already.
+    async fn finish_unit(
+        &self,
+        job_id: Uuid,
+        unit_key: &str,
+        status: &UnitStatus,
+        keys_gone: u64,
+        now: Timestamp,
+    ) -> Result<bool, AppError>;
+    /// Ends the job if every unit has ended and it is still in progress; Some(job) only for the one call
+    /// that ended it.
+    async fn complete_if_done(&self, job_id: Uuid, now: Timestamp)
+    -> Result<Option<Job>, AppError>;
+}
+
+/// One page of a unit, as `record_page` takes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageRecord {
+    /// How many pages were recorded before this one: the condition that makes recording idempotent.
+    pub pages_done: u64,
+    pub next_marker: Option<String>,
+    pub keys: u64,
+    /// The unit's lease is renewed with every page, so a live unit never loses it.
+    pub lease_until: Timestamp,
+}
+
+/// What a finished unit needs to know of a stored key to keep `createdAt` and flag what is gone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredKeyStub {
+    pub id: Uuid,
+    pub arn: String,
+    pub created_at: Timestamp,
+    pub gone: bool,
+    pub last_seen_job: Option<Uuid>,
+}
+
+/// Synced key records.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Writes every record, in batches, retrying what the store could not take until all is written.
+    async fn put_all(&self, keys: &[KeyRecord]) -> Result<(), AppError>;
+    async fn get(&self, id: Uuid) -> Result<Option<KeyRecord>, AppError>;
+    /// Removes our record; false when there was none.
+    async fn delete(&self, id: Uuid) -> Result<bool, AppError>;
+    /// The stored keys of one `"<account>/<region>"`, read from the key index, reduced to their stubs.
+    async fn unit_stubs(&self, unit_key: &str) -> Result<Vec<StoredKeyStub>, AppError>;
+    /// Flags these keys gone, unless a later sighting by another job un-flagged them meanwhile.
+    async fn mark_gone(&self, ids: &[Uuid], now: Timestamp) -> Result<(), AppError>;
+    /// Every key of the given units (index queries), or of the whole table when `units` is None.
+    async fn list(&self, units: Option<&[String]>) -> Result<Vec<KeyRecord>, AppError>;
+}
+
+/// How to reach one AWS account: with the function's own credentials, or through a role.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Connection {
+    pub account_id: String,
+    pub assume_role_arn: Option<String>,
+    pub external_id: Option<String>,
+}
+
+impl From<&KmsResource> for Connection {
+    fn from(kms: &KmsResource) -> Self {
+        Connection {
+            account_id: kms.account_id.clone(),
+            assume_role_arn: kms.assume_role_arn.clone(),
+            external_id: kms.assume_role_external_id.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SourceError {
+    /// AWS refused for good (access denied, role cannot be assumed, region disabled): the unit fails.
+    #[error("{0}")]
+    Refused(String),
+    /// Worth another try later (throttled past every retry, network, 5xx).
+    #[error("{0}")]
+    Transient(String),
+}
+
+/// A key as ListKeys names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedKey {
+    pub key_id: String,
+    pub arn: String,
+}
+
+/// One page of ListKeys.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct KeyPage {
+    pub keys: Vec<ListedKey>,
+    pub next_marker: Option<String>,
+}
+
+/// Reads the keys of one account and region.
+#[async_trait]
+pub trait KeySource: Send + Sync {
+    async fn list_keys(&self, marker: Option<&str>) -> Result<KeyPage, SourceError>;
+    /// Every alias of the region with a target, by target key id (predefined aliases without one skipped).
+    async fn aliases(&self) -> Result<BTreeMap<String, Vec<String>>, SourceError>;
+    /// Describes one key and its optional reads; None when the key no longer exists. A read AWS refuses is
+    /// recorded in `KeyDetails::read_errors`; only a passing failure is an error.
+    async fn read_key(
+        &self,
+        key: &ListedKey,
+        aliases: &[String],
+    ) -> Result<Option<KeyDetails>, SourceError>;
+}
+
+#[async_trait]
+pub trait KeySourceFactory: Send + Sync {
+    async fn open(
+        &self,
+        connection: &Connection,
+        region: &str,
+    ) -> Result<Arc<dyn KeySource>, SourceError>;
+}
+
+/// The account the function's own credentials belong to (STS GetCallerIdentity).
+#[async_trait]
+pub trait CallerIdentity: Send + Sync {
+    async fn account_id(&self) -> Result<String, AppError>;
+}
+
+/// Hands work items to the workers (SQS in AWS).
+#[async_trait]
+pub trait Dispatcher: Send + Sync {
+    async fn dispatch(&self, items: &[WorkItem]) -> Result<(), AppError>;
+}

@@ -1,0 +1,94 @@
+//! KMS resources: create (with the account check), patch, delete (refused while a job uses it), and
+//! resolving the names or ids a job request names.
+
+use crate::app::App;
+use crate::domain::AppError;
+use crate::domain::kms::{CreateKmsBody, KmsResource, PatchKmsBody};
+use crate::domain::list::parse_json_body;
+use crate::domain::time::now;
+use uuid::Uuid;
+
+pub async fn create(app: &App, body: &[u8]) -> Result<KmsResource, AppError> {
+    let body: CreateKmsBody = parse_json_body(body)?;
+    let kms = body.validate(Uuid::new_v4(), now())?;
+    check_own_account(app, &kms).await?;
+    app.kms.insert(&kms).await?;
+    Ok(kms)
+}
+
+pub async fn patch(app: &App, id: &str, body: &[u8]) -> Result<KmsResource, AppError> {
+    let patch: PatchKmsBody = parse_json_body(body)?;
+    let current = get(app, id).await?;
+    let next = patch.apply(&current, now())?;
+    check_own_account(app, &next).await?;
+    app.kms.replace(&next).await?;
+    Ok(next)
+}
+
+pub async fn delete(app: &App, id: &str) -> Result<(), AppError> {
+    let kms = get(app, id).await?;
+    for job in app
+        .jobs
+        .list()
+        .await?
+        .into_iter()
+        .filter(|job| job.is_running())
+    {
+        let uses_it = app
+            .jobs
+            .get(job.id)
+            .await?
+            .is_some_and(|job| job.units.values().any(|u| u.unit.kms_id == kms.id));
+        if uses_it {
+            return Err(AppError::Conflict(format!(
+                "KMS resource '{}' is in use by running synchronization job '{}'",
+                kms.name, job.id
+            )));
+        }
+    }
+    app.kms.remove(&kms).await
+}
+
+pub async fn get(app: &App, id: &str) -> Result<KmsResource, AppError> {
+    let found = match Uuid::parse_str(id) {
+        Ok(uuid) => app.kms.get(uuid).await?,
+        Err(_) => None,
+    };
+    found.ok_or_else(|| AppError::NotFound(format!("KMS resource '{id}' not found")))
+}
+
+/// Each name or id to its resource, in order; the first unknown one is a 404 naming it.
+pub async fn resolve(app: &App, names_or_ids: &[String]) -> Result<Vec<KmsResource>, AppError> {
+    let mut resources = Vec::with_capacity(names_or_ids.len());
+    for name_or_id in names_or_ids {
+        let by_id = match Uuid::parse_str(name_or_id) {
+            Ok(id) => app.kms.get(id).await?,
+            Err(_) => None,
+        };
+        let found = match by_id {
+            Some(kms) => Some(kms),
+            None => app.kms.find_by_name(name_or_id).await?,
+        };
+        resources.push(
+            found.ok_or_else(|| {
+                AppError::NotFound(format!("KMS resource '{name_or_id}' not found"))
+            })?,
+        );
+    }
+    Ok(resources)
+}
+
+/// Without a role the function's own credentials are used, so they must belong to the named account.
+async fn check_own_account(app: &App, kms: &KmsResource) -> Result<(), AppError> {
+    if kms.assume_role_arn.is_some() {
+        return Ok(());
+    }
+    let own = app.identity.account_id().await?;
+    if own != kms.account_id {
+        return Err(AppError::InvalidParam(format!(
+            "account_id {} is not the account of this function's credentials ({own}); give assume_role_arn",
+            kms.account_id
+        )));
+    }
+    Ok(())
+}

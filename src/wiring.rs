@@ -1,0 +1,63 @@
+//! Cold-start wiring: environment → `Config` → AWS clients → adapters → `Entry`. Kept out of `main.rs` so
+//! the integration tests build the very same object graph against the emulator.
+
+use crate::adapters::dynamodb::{DynamoJobStore, DynamoKeyStore, DynamoKmsRegistry};
+use crate::adapters::kms::AwsKeySourceFactory;
+use crate::adapters::sqs::SqsDispatcher;
+use crate::adapters::sts::StsCallerIdentity;
+use crate::api::Api;
+use crate::api::auth::Authenticator;
+use crate::app::App;
+use crate::config::{Config, ConfigError};
+use crate::domain::time::Timestamp;
+use crate::entry::Entry;
+use aws_config::SdkConfig;
+use std::sync::Arc;
+
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_current_span(false)
+        .without_time()
+        .init();
+}
+
+pub async fn entry_from_env() -> Result<Entry, ConfigError> {
+    let config = Config::from_env()?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    build_entry(&config, &sdk)
+}
+
+/// The whole object graph for one configuration and one set of AWS settings.
+pub fn build_entry(config: &Config, sdk: &SdkConfig) -> Result<Entry, ConfigError> {
+    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    let app = App {
+        kms: Arc::new(DynamoKmsRegistry::new(dynamodb.clone(), &config.kms_table)),
+        jobs: Arc::new(DynamoJobStore::new(dynamodb.clone(), &config.jobs_table)),
+        keys: Arc::new(DynamoKeyStore::new(dynamodb, &config.keys_table)),
+        source: Arc::new(AwsKeySourceFactory::new(
+            sdk.clone(),
+            config.sync.rate_share,
+        )),
+        dispatcher: Arc::new(SqsDispatcher::new(
+            aws_sdk_sqs::Client::new(sdk),
+            &config.work_queue_url,
+        )),
+        identity: Arc::new(StsCallerIdentity::new(aws_sdk_sts::Client::new(sdk))),
+        tenancy: config.tenancy.clone(),
+        sync: config.sync.clone(),
+    };
+    let api = Api::new(app.clone(), Authenticator::new(&config.auth)?);
+    Ok(Entry { app, api })
+}
+
+/// The invocation's deadline; without one (a local run), 15 minutes from now, Lambda's longest.
+pub fn deadline(context: &lambda_runtime::Context) -> Timestamp {
+    chrono::DateTime::from_timestamp_millis(context.deadline as i64)
+        .filter(|d| context.deadline > 0 && *d > chrono::Utc::now())
+        .unwrap_or_else(|| chrono::Utc::now() + chrono::Duration::minutes(15))
+}
