@@ -1,0 +1,154 @@
+//! Shared test helpers: tokens, API Gateway events (REST v1 and HTTP v2), and an in-memory `Entry`.
+//! `emulator` starts the moto server and builds the real AWS wiring against it.
+#![allow(dead_code)] // each test binary uses its own subset
+
+pub mod emulator;
+
+use cckm_aws_sync::api::Api;
+use cckm_aws_sync::api::auth::Authenticator;
+use cckm_aws_sync::app::{App, MemoryParts};
+use cckm_aws_sync::config::AuthConfig;
+use cckm_aws_sync::entry::Entry;
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::{Value, json};
+
+pub const SECRET: &str = "integration-test-secret";
+/// moto's default account, which the function's own credentials belong to.
+pub const OWN_ACCOUNT: &str = "123456789012";
+
+pub fn token() -> String {
+    token_with(json!({"sub": "tester", "exp": chrono::Utc::now().timestamp() + 600}))
+}
+
+pub fn token_with(claims: Value) -> String {
+    let key = EncodingKey::from_secret(SECRET.as_bytes());
+    encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap_or_default()
+}
+
+pub fn auth_config() -> AuthConfig {
+    AuthConfig {
+        hs256_secret: Some(SECRET.into()),
+        ..AuthConfig::default()
+    }
+}
+
+/// An `Entry` on in-memory adapters, ListKeys pages of `page_size`.
+pub fn memory_entry(page_size: usize) -> (Entry, MemoryParts) {
+    let (app, parts) = App::in_memory(OWN_ACCOUNT, page_size);
+    let api = Api::new(
+        app.clone(),
+        Authenticator::new(&auth_config()).expect("auth config"),
+    );
+    (Entry { app, api }, parts)
+}
+
+/// An HTTP API (v2) event as API Gateway sends it on the `$default` stage.
+pub fn v2_event(
+    method: &str,
+    path_and_query: &str,
+    body: Option<&Value>,
+    token: Option<&str>,
+) -> Value {
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let mut headers = json!({"content-type": "application/json", "host": "api.example.com"});
+    if let Some(token) = token {
+        headers["authorization"] = Value::from(format!("Bearer {token}"));
+    }
+    json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "api", "domainName": "api.example.com", "domainPrefix": "api",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
+            "requestId": "req-v2", "routeKey": "$default", "stage": "$default", "time": "29/Nov/2026:00:00:00 +0000",
+            "timeEpoch": 1_795_000_000_000_i64
+        },
+        "body": body.map(|b| b.to_string()),
+        "isBase64Encoded": false
+    })
+}
+
+/// A REST API (v1) event on stage `stage`; `path` is as the client called it, without the stage.
+pub fn v1_event(
+    method: &str,
+    path: &str,
+    query: &[(&str, &str)],
+    body: Option<&Value>,
+    token: Option<&str>,
+    stage: &str,
+) -> Value {
+    let mut headers = json!({"Content-Type": "application/json"});
+    if let Some(token) = token {
+        headers["Authorization"] = Value::from(format!("Bearer {token}"));
+    }
+    let mut single = serde_json::Map::new();
+    let mut multi = serde_json::Map::new();
+    for (name, value) in query {
+        single.insert(name.to_string(), Value::from(*value));
+        if let Some(values) = multi
+            .entry(name.to_string())
+            .or_insert_with(|| json!([]))
+            .as_array_mut()
+        {
+            values.push(Value::from(*value));
+        }
+    }
+    json!({
+        "resource": "/{proxy+}",
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {},
+        "queryStringParameters": if query.is_empty() { Value::Null } else { Value::Object(single) },
+        "multiValueQueryStringParameters": if query.is_empty() { Value::Null } else { Value::Object(multi) },
+        "pathParameters": {"proxy": path.trim_start_matches('/')},
+        "stageVariables": null,
+        "requestContext": {
+            "accountId": "123456789012", "resourceId": "abc", "stage": stage, "requestId": "req-v1",
+            "identity": {"sourceIp": "127.0.0.1"}, "resourcePath": "/{proxy+}", "httpMethod": method,
+            "apiId": "api", "path": format!("/{stage}{path}")
+        },
+        "body": body.map(|b| b.to_string()),
+        "isBase64Encoded": false
+    })
+}
+
+/// Sends an API event through the entry point; answers the status and the parsed body (null when empty).
+pub async fn call(entry: &Entry, event: Value) -> (u16, Value) {
+    let deadline = chrono::Utc::now() + chrono::Duration::minutes(15);
+    let proxy = entry.handle(event, "lambda-req", deadline).await;
+    let status = proxy["statusCode"].as_u64().unwrap_or(0) as u16;
+    let body = proxy["body"]
+        .as_str()
+        .filter(|b| !b.is_empty())
+        .map(|b| serde_json::from_str(b).unwrap_or(Value::Null))
+        .unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// A v2 request with a valid token.
+pub async fn request(entry: &Entry, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    call(entry, v2_event(method, path, body.as_ref(), Some(&token()))).await
+}
+
+/// Asserts a CCKM error body with the given HTTP status and code.
+pub fn assert_cckm_error(response: &(u16, Value), status: u16, code: u64) {
+    let (got, body) = response;
+    assert_eq!(*got, status, "status; body: {body}");
+    assert_eq!(body["code"], code, "code; body: {body}");
+    assert!(
+        body["codeDesc"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("NCERR")),
+        "codeDesc: {body}"
+    );
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "message: {body}"
+    );
+}

@@ -1,0 +1,354 @@
+//! The sync engine on in-memory adapters with a scripted key source: paging, gone flags, cancel,
+//! redelivery, continuation across the invocation deadline, a refused region. Fast and deterministic;
+//! the same engine against the emulator is in `sync_emulator.rs`.
+
+mod common;
+
+use cckm_aws_sync::app::MemoryParts;
+use cckm_aws_sync::domain::job::WorkItem;
+use cckm_aws_sync::domain::key::{AwsParam, KeyDetails};
+use cckm_aws_sync::entry::Entry;
+use cckm_aws_sync::ports::{KeyStore, SourceError};
+use common::*;
+use serde_json::{Value, json};
+
+const ACCOUNT: &str = "111122223333";
+
+fn key(region: &str, n: usize) -> KeyDetails {
+    let key_id = format!("{n:08}-0000-4000-8000-000000000000");
+    KeyDetails {
+        aws_param: AwsParam {
+            aws_account_id: ACCOUNT.into(),
+            arn: format!("arn:aws:kms:{region}:{ACCOUNT}:key/{key_id}"),
+            key_id,
+            enabled: true,
+            key_state: "Enabled".into(),
+            key_usage: "ENCRYPT_DECRYPT".into(),
+            key_manager: "CUSTOMER".into(),
+            origin: "AWS_KMS".into(),
+            customer_master_key_spec: "SYMMETRIC_DEFAULT".into(),
+            alias: vec![format!("alias/k{n}")],
+            ..AwsParam::default()
+        },
+        read_errors: Default::default(),
+    }
+}
+
+fn sqs_event(items: &[WorkItem], receive_count: u32) -> Value {
+    let records: Vec<Value> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| json!({
+            "messageId": format!("m{i}"), "receiptHandle": format!("r{i}"), "body": serde_json::to_string(item).unwrap(),
+            "attributes": {"ApproximateReceiveCount": receive_count.to_string()}, "messageAttributes": {},
+            "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:work", "awsRegion": "us-east-1"
+        }))
+        .collect();
+    json!({"Records": records})
+}
+
+/// Plays Lambda's event source mapping: hands every dispatched item to the worker until none is left.
+async fn run_workers(entry: &Entry, parts: &MemoryParts) -> usize {
+    let mut batches = 0;
+    loop {
+        let items = parts.dispatcher.drain();
+        if items.is_empty() {
+            return batches;
+        }
+        let deadline = chrono::Utc::now() + chrono::Duration::minutes(15);
+        let response = entry.handle(sqs_event(&items, 1), "worker", deadline).await;
+        assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+        batches += 1;
+    }
+}
+
+async fn setup(regions: &[&str], page_size: usize) -> (Entry, MemoryParts) {
+    let (entry, parts) = memory_entry(page_size);
+    let body = json!({"name": "demo", "account_id": ACCOUNT, "regions": regions,
+        "assume_role_arn": format!("arn:aws:iam::{ACCOUNT}:role/cckm-sync")});
+    let (status, _) = request(&entry, "POST", "/api/v1/cckm/aws/kms", Some(body)).await;
+    assert_eq!(status, 201);
+    (entry, parts)
+}
+
+async fn start_job(entry: &Entry) -> String {
+    let (status, job) = request(
+        entry,
+        "POST",
+        "/api/v1/cckm/aws/synchronization-jobs",
+        Some(json!({"kms": ["demo"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{job}");
+    job["id"].as_str().unwrap().to_string()
+}
+
+async fn job(entry: &Entry, id: &str) -> Value {
+    request(
+        entry,
+        "GET",
+        &format!("/api/v1/cckm/aws/synchronization-jobs/{id}"),
+        None,
+    )
+    .await
+    .1
+}
+
+#[tokio::test]
+async fn a_job_pages_through_every_key_and_completes_once() {
+    let (entry, parts) = setup(&["us-east-1", "eu-west-1"], 3).await;
+    for n in 0..10 {
+        parts
+            .source
+            .put_key(ACCOUNT, "us-east-1", key("us-east-1", n));
+    }
+    parts
+        .source
+        .put_key(ACCOUNT, "eu-west-1", key("eu-west-1", 100));
+    let id = start_job(&entry).await;
+    run_workers(&entry, &parts).await;
+    let job = job(&entry, &id).await;
+    assert_eq!(job["overall_status"], "completed", "{job}");
+    assert_eq!(
+        job["detailed_status"]["111122223333/us-east-1"],
+        "region synchronized successfully"
+    );
+    assert_eq!(
+        job["progress"],
+        json!({"units_total": 2, "units_done": 2, "units_failed": 0, "keys_synced": 11, "keys_gone": 0})
+    );
+    assert!(
+        job["completed_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+    let keys = parts.keys.list(None).await.unwrap();
+    assert_eq!(keys.len(), 11);
+    assert!(
+        keys.iter()
+            .all(|k| !k.gone && k.kms == "demo" && k.key_type == "symmetric")
+    );
+}
+
+#[tokio::test]
+async fn a_second_sync_flags_missing_keys_gone_keeps_created_at_and_unflags_returning_keys() {
+    let (entry, parts) = setup(&["us-east-1"], 2).await;
+    for n in 0..5 {
+        parts
+            .source
+            .put_key(ACCOUNT, "us-east-1", key("us-east-1", n));
+    }
+    let first = start_job(&entry).await;
+    run_workers(&entry, &parts).await;
+    assert_eq!(job(&entry, &first).await["overall_status"], "completed");
+    let before = parts.keys.list(None).await.unwrap();
+    let gone_key = key("us-east-1", 1);
+    parts
+        .source
+        .remove_key(ACCOUNT, "us-east-1", &gone_key.aws_param.key_id);
+    parts
+        .source
+        .put_key(ACCOUNT, "us-east-1", key("us-east-1", 7));
+    let second = start_job(&entry).await;
+    run_workers(&entry, &parts).await;
+    let second_job = job(&entry, &second).await;
+    assert_eq!(second_job["progress"]["keys_gone"], 1, "{second_job}");
+    let after = parts.keys.list(None).await.unwrap();
+    assert_eq!(after.len(), 6);
+    for record in &after {
+        let old = before.iter().find(|b| b.id == record.id);
+        assert_eq!(
+            record.gone,
+            record.aws_param.key_id == gone_key.aws_param.key_id,
+            "{}",
+            record.aws_param.key_id
+        );
+        if let Some(old) = old {
+            assert_eq!(
+                record.created_at, old.created_at,
+                "createdAt is kept across syncs"
+            );
+        }
+    }
+    parts.source.put_key(ACCOUNT, "us-east-1", gone_key.clone());
+    start_job(&entry).await;
+    run_workers(&entry, &parts).await;
+    let back = parts.keys.list(None).await.unwrap();
+    assert!(
+        back.iter().all(|k| !k.gone),
+        "a key that reappears is un-flagged"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_region_fails_its_unit_and_the_job_and_flags_nothing_gone_there() {
+    let (entry, parts) = setup(&["us-east-1", "eu-west-1"], 10).await;
+    parts
+        .source
+        .put_key(ACCOUNT, "us-east-1", key("us-east-1", 1));
+    parts
+        .source
+        .put_key(ACCOUNT, "eu-west-1", key("eu-west-1", 2));
+    start_job(&entry).await;
+    run_workers(&entry, &parts).await;
+    parts.source.refuse(
+        ACCOUNT,
+        "eu-west-1",
+        SourceError::Refused("ListKeys: AccessDeniedException: denied".into()),
+    );
+    let id = start_job(&entry).await;
+    run_workers(&entry, &parts).await;
+    let job = job(&entry, &id).await;
+    assert_eq!(job["overall_status"], "failed");
+    assert_eq!(
+        job["detailed_status"]["111122223333/us-east-1"],
+        "region synchronized successfully"
+    );
+    assert_eq!(
+        job["detailed_status"]["111122223333/eu-west-1"],
+        "region synchronization failed: ListKeys: AccessDeniedException: denied"
+    );
+    assert!(parts.keys.list(None).await.unwrap().iter().all(|k| !k.gone));
+}
+
+#[tokio::test]
+async fn cancel_stops_the_units_and_the_job_ends_completed_with_abort() {
+    let (entry, parts) = setup(&["us-east-1", "eu-west-1"], 1).await;
+    for n in 0..4 {
+        parts
+            .source
+            .put_key(ACCOUNT, "us-east-1", key("us-east-1", n));
+    }
+    let id = start_job(&entry).await;
+    let (status, _) = request(
+        &entry,
+        "POST",
+        &format!("/api/v1/cckm/aws/synchronization-jobs/{id}/cancel"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    run_workers(&entry, &parts).await;
+    let job = job(&entry, &id).await;
+    assert_eq!(
+        (job["overall_status"].as_str(), job["abort"].as_bool()),
+        (Some("completed"), Some(true)),
+        "{job}"
+    );
+    assert_eq!(
+        job["detailed_status"]["111122223333/us-east-1"],
+        "region synchronization canceled"
+    );
+    let again = request(
+        &entry,
+        "POST",
+        &format!("/api/v1/cckm/aws/synchronization-jobs/{id}/cancel"),
+        None,
+    )
+    .await;
+    assert_cckm_error(&again, 409, 4);
+}
+
+#[tokio::test]
+async fn a_redelivered_message_counts_nothing_twice() {
+    let (entry, parts) = setup(&["us-east-1"], 2).await;
+    for n in 0..5 {
+        parts
+            .source
+            .put_key(ACCOUNT, "us-east-1", key("us-east-1", n));
+    }
+    let id = start_job(&entry).await;
+    let items = parts.dispatcher.drain();
+    let deadline = chrono::Utc::now() + chrono::Duration::minutes(15);
+    entry.handle(sqs_event(&items, 1), "worker", deadline).await;
+    let response = entry.handle(sqs_event(&items, 2), "worker", deadline).await;
+    assert_eq!(response["batchItemFailures"], json!([]));
+    let job = job(&entry, &id).await;
+    assert_eq!(job["overall_status"], "completed");
+    assert_eq!(job["progress"]["keys_synced"], 5);
+    assert_eq!(job["progress"]["units_done"], 1);
+}
+
+#[tokio::test]
+async fn a_unit_near_its_deadline_hands_its_marker_to_a_new_message() {
+    let (entry, parts) = setup(&["us-east-1"], 2).await;
+    for n in 0..5 {
+        parts
+            .source
+            .put_key(ACCOUNT, "us-east-1", key("us-east-1", n));
+    }
+    let id = start_job(&entry).await;
+    let items = parts.dispatcher.drain();
+    // Less time left than the safety margin: one page, then a continuation.
+    let near = chrono::Utc::now() + chrono::Duration::seconds(10);
+    entry.handle(sqs_event(&items, 1), "worker", near).await;
+    let continuation = parts.dispatcher.drain();
+    assert_eq!(continuation.len(), 1);
+    assert_eq!(continuation[0].marker.as_deref(), Some("2"));
+    assert_eq!(job(&entry, &id).await["overall_status"], "in_progress");
+    let deadline = chrono::Utc::now() + chrono::Duration::minutes(15);
+    entry
+        .handle(sqs_event(&continuation, 1), "worker", deadline)
+        .await;
+    let job = job(&entry, &id).await;
+    assert_eq!(job["overall_status"], "completed");
+    assert_eq!(job["progress"]["keys_synced"], 5);
+    assert_eq!(parts.keys.list(None).await.unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn a_passing_failure_is_retried_then_fails_the_unit_after_the_last_attempt() {
+    let (entry, parts) = setup(&["us-east-1"], 2).await;
+    parts.source.refuse(
+        ACCOUNT,
+        "us-east-1",
+        SourceError::Transient("ListKeys: ThrottlingException".into()),
+    );
+    let id = start_job(&entry).await;
+    let items = parts.dispatcher.drain();
+    let deadline = chrono::Utc::now() + chrono::Duration::minutes(15);
+    let first = entry.handle(sqs_event(&items, 1), "worker", deadline).await;
+    assert_eq!(
+        first["batchItemFailures"],
+        json!([{"itemIdentifier": "m0"}]),
+        "retried through SQS"
+    );
+    assert_eq!(job(&entry, &id).await["overall_status"], "in_progress");
+    let last = entry.handle(sqs_event(&items, 4), "worker", deadline).await;
+    assert_eq!(last["batchItemFailures"], json!([]));
+    let job = job(&entry, &id).await;
+    assert_eq!(job["overall_status"], "failed");
+    assert!(
+        job["detailed_status"]["111122223333/us-east-1"]
+            .as_str()
+            .unwrap()
+            .contains("gave up after 4 attempts")
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_message_is_reported_failed_and_the_rest_of_the_batch_proceeds() {
+    let (entry, parts) = setup(&["us-east-1"], 2).await;
+    parts
+        .source
+        .put_key(ACCOUNT, "us-east-1", key("us-east-1", 1));
+    let id = start_job(&entry).await;
+    let items = parts.dispatcher.drain();
+    let mut event = sqs_event(&items, 1);
+    let mut bad = event["Records"][0].clone();
+    bad["messageId"] = Value::from("bad");
+    bad["body"] = Value::from("not json");
+    event["Records"].as_array_mut().unwrap().push(bad);
+    let response = entry
+        .handle(
+            event,
+            "worker",
+            chrono::Utc::now() + chrono::Duration::minutes(15),
+        )
+        .await;
+    assert_eq!(
+        response["batchItemFailures"],
+        json!([{"itemIdentifier": "bad"}])
+    );
+    assert_eq!(job(&entry, &id).await["overall_status"], "completed");
+}
