@@ -202,7 +202,7 @@ EVENTS = {
     "apigw-v2-create-job.json": (v2("POST", JOBS, n=3, body=CREATE_JOB_BODY), 404),
     "apigw-v2-create-job-sync-all.json": (
         v2("POST", JOBS, n=4, body=compact({"synchronize_all": True})),
-        201,
+        400,  # nothing is registered on an empty stack: nothing to synchronize
     ),
     "apigw-v2-get-job.json": (v2("GET", f"{JOBS}/{JOB_ID}", n=5), 404),
     "apigw-v2-list-jobs.json": (v2("GET", JOBS, n=6, query=LIST_QUERY), 200),

@@ -2,7 +2,7 @@
 //! the scheduler. Anything unrecognised is answered with an error object, never a panic.
 
 use crate::api::Api;
-use crate::api::request::HttpRequest;
+use crate::api::request::{HttpRequest, Payload};
 use crate::api::response::HttpResponse;
 use crate::app::App;
 use crate::domain::AppError;
@@ -56,12 +56,18 @@ impl Entry {
     pub async fn handle(&self, event: Value, request_id: &str, deadline: Timestamp) -> Value {
         match classify(&event) {
             EventKind::HttpV1 => match serde_json::from_value::<ApiGatewayProxyRequest>(event) {
-                Ok(request) => self.http(HttpRequest::from_v1(request), request_id).await,
-                Err(err) => bad_http_event(err, request_id),
+                Ok(request) => {
+                    self.http(HttpRequest::from_v1(request), request_id, Payload::RestV1)
+                        .await
+                }
+                Err(err) => bad_http_event(err, request_id, Payload::RestV1),
             },
             EventKind::HttpV2 => match serde_json::from_value::<ApiGatewayV2httpRequest>(event) {
-                Ok(request) => self.http(HttpRequest::from_v2(request), request_id).await,
-                Err(err) => bad_http_event(err, request_id),
+                Ok(request) => {
+                    self.http(HttpRequest::from_v2(request), request_id, Payload::HttpV2)
+                        .await
+                }
+                Err(err) => bad_http_event(err, request_id, Payload::HttpV2),
             },
             EventKind::Sqs => match serde_json::from_value::<SqsEvent>(event) {
                 Ok(batch) => json!(worker::handle_batch(&self.app, batch, deadline).await),
@@ -87,20 +93,17 @@ impl Entry {
         }
     }
 
-    async fn http(&self, mut request: HttpRequest, request_id: &str) -> Value {
+    async fn http(&self, mut request: HttpRequest, request_id: &str, payload: Payload) -> Value {
         if request.request_id.is_empty() {
             request.request_id = request_id.to_string();
         }
-        self.api.handle(request).await.into_proxy()
+        self.api.handle(request).await.into_proxy(payload)
     }
 }
 
-fn bad_http_event(err: serde_json::Error, request_id: &str) -> Value {
-    HttpResponse::error(
-        &AppError::BadRequest(format!("unreadable API Gateway event: {err}")),
-        request_id,
-    )
-    .into_proxy()
+fn bad_http_event(err: serde_json::Error, request_id: &str, payload: Payload) -> Value {
+    let err = AppError::BadRequest(format!("unreadable API Gateway event: {err}"));
+    HttpResponse::error(&err, request_id).into_proxy(payload)
 }
 
 #[cfg(test)]

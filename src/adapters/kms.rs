@@ -51,7 +51,7 @@ impl KeySourceFactory for AwsKeySourceFactory {
     ) -> Result<Arc<dyn KeySource>, SourceError> {
         let mut config = aws_sdk_kms::config::Builder::from(&self.sdk)
             .region(aws_sdk_kms::config::Region::new(region.to_string()))
-            .retry_config(RetryConfig::adaptive().with_max_attempts(MAX_ATTEMPTS));
+            .retry_config(retry_config());
         if let Some(role) = &connection.assume_role_arn {
             let credentials = self
                 .roles
@@ -59,13 +59,19 @@ impl KeySourceFactory for AwsKeySourceFactory {
                 .await?;
             config = config.credentials_provider(credentials);
         }
-        Ok(Arc::new(AwsKeySource {
-            client: Client::from_conf(config.build()),
-            account_id: connection.account_id.clone(),
-            region: region.to_string(),
-            limits: self.limits.clone(),
-        }))
+        let client = Client::from_conf(config.build());
+        Ok(Arc::new(AwsKeySource::new(
+            client,
+            &connection.account_id,
+            region,
+            self.limits.clone(),
+        )))
     }
+}
+
+/// Retries for every KMS call: adaptive, so a throttled client also slows itself down.
+pub fn retry_config() -> RetryConfig {
+    RetryConfig::adaptive().with_max_attempts(MAX_ATTEMPTS)
 }
 
 /// One account and region of KMS.
@@ -131,6 +137,15 @@ fn date(value: Option<&DateTime>) -> Option<String> {
 }
 
 impl AwsKeySource {
+    pub fn new(client: Client, account_id: &str, region: &str, limits: Arc<RateLimits>) -> Self {
+        AwsKeySource {
+            client,
+            account_id: account_id.to_string(),
+            region: region.to_string(),
+            limits,
+        }
+    }
+
     async fn pace(&self, operation: KmsOperation) {
         self.limits
             .bucket(&self.account_id, &self.region, operation)

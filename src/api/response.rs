@@ -1,5 +1,6 @@
 //! HTTP responses, CCKM error bodies (spec 5), and their Lambda proxy form (valid for REST v1 and HTTP v2).
 
+use super::request::Payload;
 use crate::domain::AppError;
 use serde_json::{Value, json};
 
@@ -52,8 +53,10 @@ impl HttpResponse {
         )
     }
 
-    /// The proxy integration response object API Gateway expects.
-    pub fn into_proxy(self) -> Value {
+    /// The proxy integration response object API Gateway expects. HTTP API (v2) answers also carry
+    /// `cookies` (function-URL runtimes such as `cargo lambda watch` refuse an answer without it); REST (v1)
+    /// answers must not.
+    pub fn into_proxy(self, payload: Payload) -> Value {
         let body = self.body.map(|b| b.to_string()).unwrap_or_default();
         let mut headers = serde_json::Map::new();
         if !body.is_empty() {
@@ -62,7 +65,11 @@ impl HttpResponse {
         if self.status == 401 {
             headers.insert("www-authenticate".into(), Value::from("Bearer"));
         }
-        json!({"statusCode": self.status, "headers": headers, "body": body, "isBase64Encoded": false})
+        let mut proxy = json!({"statusCode": self.status, "headers": headers, "body": body, "isBase64Encoded": false});
+        if payload == Payload::HttpV2 {
+            proxy["cookies"] = json!([]);
+        }
+        proxy
     }
 }
 
@@ -99,10 +106,12 @@ mod tests {
 
     #[test]
     fn proxy_form_carries_status_headers_and_text_body() {
-        let proxy = HttpResponse::json(201, json!({"a": 1})).into_proxy();
+        let proxy = HttpResponse::json(201, json!({"a": 1})).into_proxy(Payload::RestV1);
         assert_eq!(proxy["statusCode"], 201);
         assert_eq!(proxy["headers"]["content-type"], "application/json");
         assert_eq!(proxy["body"], "{\"a\":1}");
-        assert_eq!(HttpResponse::no_content().into_proxy()["body"], "");
+        assert!(proxy.get("cookies").is_none());
+        let v2 = HttpResponse::no_content().into_proxy(Payload::HttpV2);
+        assert_eq!((&v2["body"], &v2["cookies"]), (&json!(""), &json!([])));
     }
 }

@@ -101,6 +101,7 @@ impl Emulator {
 
     /// Fresh tables and queue under a new prefix, and the production object graph on them.
     pub async fn stack(&self) -> Stack {
+        super::init_tracing();
         let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let names = [
             ("KMS_TABLE", format!("{prefix}-kms")),
@@ -210,67 +211,76 @@ impl Stack {
     /// Receives what is on the work queue and hands it to the function as SQS batches, as Lambda's event
     /// source mapping does, until the queue stays empty; returns how many messages were handled.
     pub async fn drain_queue(&self) -> usize {
-        let sqs = self.sqs();
         let mut handled = 0;
         let mut empty_polls = 0;
         while empty_polls < 2 {
-            let received = sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
-                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-                .visibility_timeout(30)
-                .send()
-                .await
-                .expect("receive");
-            let messages = received.messages.unwrap_or_default();
-            if messages.is_empty() {
-                empty_polls += 1;
-                continue;
-            }
-            empty_polls = 0;
-            let records: Vec<serde_json::Value> = messages
-                .iter()
-                .map(|m| {
-                    let count = m
-                        .attributes()
-                        .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount))
-                        .cloned()
-                        .unwrap_or_else(|| "1".into());
-                    serde_json::json!({
-                        "messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(),
-                        "attributes": {"ApproximateReceiveCount": count}, "messageAttributes": {},
-                        "md5OfBody": m.md5_of_body(), "eventSource": "aws:sqs",
-                        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:work", "awsRegion": "us-east-1"
-                    })
-                })
-                .collect();
-            let deadline = chrono::Utc::now() + chrono::Duration::minutes(15);
-            let response = self
-                .entry
-                .handle(serde_json::json!({"Records": records}), "worker", deadline)
-                .await;
-            let failed: Vec<String> = response["batchItemFailures"]
-                .as_array()
-                .map(|f| {
-                    f.iter()
-                        .filter_map(|x| x["itemIdentifier"].as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
-            for message in &messages {
-                let id = message.message_id().unwrap_or_default().to_string();
-                if !failed.contains(&id) {
-                    sqs.delete_message()
-                        .queue_url(&self.queue_url)
-                        .receipt_handle(message.receipt_handle().unwrap_or_default())
-                        .send()
-                        .await
-                        .expect("delete");
-                    handled += 1;
+            match self.process_batch(10).await {
+                0 => empty_polls += 1,
+                n => {
+                    empty_polls = 0;
+                    handled += n;
                 }
             }
         }
         handled
+    }
+
+    /// One receive of at most `max` messages, handed to the function; the ones it did not report failed
+    /// are deleted. Returns how many were received.
+    pub async fn process_batch(&self, max: i32) -> usize {
+        let sqs = self.sqs();
+        let received = sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(max)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .visibility_timeout(30)
+            .send()
+            .await
+            .expect("receive");
+        let messages = received.messages.unwrap_or_default();
+        let records: Vec<serde_json::Value> = messages
+            .iter()
+            .map(|m| {
+                let count = m
+                    .attributes()
+                    .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount))
+                    .cloned()
+                    .unwrap_or_else(|| "1".into());
+                serde_json::json!({
+                    "messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(),
+                    "attributes": {"ApproximateReceiveCount": count}, "messageAttributes": {},
+                    "md5OfBody": m.md5_of_body(), "eventSource": "aws:sqs",
+                    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:work", "awsRegion": "us-east-1"
+                })
+            })
+            .collect();
+        if records.is_empty() {
+            return 0;
+        }
+        let deadline = chrono::Utc::now() + chrono::Duration::minutes(15);
+        let response = self
+            .entry
+            .handle(serde_json::json!({"Records": records}), "worker", deadline)
+            .await;
+        let failed: Vec<&str> = response["batchItemFailures"]
+            .as_array()
+            .map(|f| {
+                f.iter()
+                    .filter_map(|x| x["itemIdentifier"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for message in &messages {
+            if !failed.contains(&message.message_id().unwrap_or_default()) {
+                sqs.delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(message.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+        messages.len()
     }
 }

@@ -32,8 +32,19 @@ pub fn auth_config() -> AuthConfig {
     }
 }
 
+/// Test logs (`RUST_LOG=info cargo test -- --nocapture`), once per binary.
+pub fn init_tracing() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "off".into());
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(filter)
+        .try_init();
+}
+
 /// An `Entry` on in-memory adapters, ListKeys pages of `page_size`.
 pub fn memory_entry(page_size: usize) -> (Entry, MemoryParts) {
+    init_tracing();
     let (app, parts) = App::in_memory(OWN_ACCOUNT, page_size);
     let api = Api::new(
         app.clone(),

@@ -369,8 +369,10 @@ impl JobStore for DynamoJobStore {
             .table_name(&self.table)
             .key("pk", s(job_pk(id)))
             .key("sk", s(HEADER_SK))
-            .update_expression("SET abort = :yes, updatedAt = :now")
+            // `abort` is a DynamoDB reserved word.
+            .update_expression("SET #abort = :yes, updatedAt = :now")
             .condition_expression("overall_status = :running")
+            .expression_attribute_names("#abort", "abort")
             .expression_attribute_values(
                 ":yes",
                 aws_sdk_dynamodb::types::AttributeValue::Bool(true),

@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Launch moto's server with three small patches for cckm-aws-sync's local runs and tests.
+
+Usage: moto_server.py [--exit-on-stdin-eof] -H 127.0.0.1 -p PORT   (otherwise the arguments of `moto_server`)
+
+`--exit-on-stdin-eof` makes the server exit when its standard input closes: a test process that holds the
+pipe takes the emulator down with it, even when it dies without cleaning up.
+
+Patches (moto 5.2.x; each checks the symbol it replaces and exits loudly if moto changed):
+1. Lazy KMS key material. moto's `Key.__init__` generates an RSA/EC private key for *every* key,
+   symmetric ones included (~70 ms CPU each). We make `generate_private_key` return a lazy holder and
+   turn `Key.private_key` into a property that builds the real key on first use (Sign, Verify,
+   GetPublicKey). The holder is shared by shallow copies, so a multi-region replica still has the
+   primary's key material, as in AWS.
+2. Real paging for ListKeys (Limit 1..1000, default 100), ListAliases (1..100, default 50) and
+   ListResourceTags (1..50, default 50): moto returns everything in one page. We wrap moto's own
+   handler, then cut its answer with `Limit`/`Marker` and answer `NextMarker` + `Truncated` as AWS does.
+   The marker is opaque (base64 JSON of the last item's identity and its position); a marker that does
+   not decode answers `InvalidMarkerException`.
+"""
+
+import base64
+import binascii
+import json
+import sys
+
+
+def _die(msg: str) -> "None":
+    sys.stderr.write(f"moto_server.py: cannot patch moto ({msg}); check the pinned moto version\n")
+    sys.exit(3)
+
+
+try:
+    import moto  # noqa: F401
+    from moto import server as moto_server
+    from moto.core.exceptions import JsonRESTError
+    from moto.kms import models as kms_models
+    from moto.kms import responses as kms_responses
+except ImportError as exc:  # pragma: no cover
+    _die(f"import failed: {exc}")
+
+
+# ---------------------------------------------------------------- 1. lazy private key material
+class _LazyPrivateKey:
+    """Stands in for moto's private key object until somebody actually needs it."""
+
+    __slots__ = ("key_spec", "_real")
+
+    def __init__(self, key_spec):
+        self.key_spec = key_spec
+        self._real = None
+
+    def resolve(self):
+        if self._real is None:
+            self._real = _ORIGINAL_GENERATE_PRIVATE_KEY(self.key_spec)
+        return self._real
+
+
+def _patch_lazy_key_material() -> None:
+    global _ORIGINAL_GENERATE_PRIVATE_KEY
+    original = getattr(kms_models, "generate_private_key", None)
+    key_cls = getattr(kms_models, "Key", None)
+    if original is None or key_cls is None:
+        _die("moto.kms.models.generate_private_key or moto.kms.models.Key is missing")
+    if "private_key" in vars(key_cls):
+        _die("moto.kms.models.Key already defines a private_key attribute")
+    _ORIGINAL_GENERATE_PRIVATE_KEY = original
+
+    def _get(self):
+        value = self.__dict__["_cckm_private_key"]
+        return value.resolve() if isinstance(value, _LazyPrivateKey) else value
+
+    def _set(self, value):
+        self.__dict__["_cckm_private_key"] = value
+
+    kms_models.generate_private_key = _LazyPrivateKey
+    key_cls.private_key = property(_get, _set, doc="private key material, generated on first use")
+
+    # Self-check: a fresh key must hold a lazy placeholder, not real material.
+    probe = key_cls(None, "SIGN_VERIFY", "RSA_2048", "", "123456789012", "us-east-1")
+    if not isinstance(probe.__dict__.get("_cckm_private_key"), _LazyPrivateKey):
+        _die("Key.__init__ no longer calls generate_private_key; lazy key material not applied")
+
+
+# ---------------------------------------------------------------- 2. Limit/Marker paging
+def _validation(msg: str) -> JsonRESTError:
+    return JsonRESTError("ValidationException", msg)
+
+
+def _encode_marker(ident: str, pos: int) -> str:
+    raw = json.dumps({"k": ident, "i": pos}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_marker(marker: str):
+    try:
+        raw = base64.urlsafe_b64decode(marker + "=" * (-len(marker) % 4))
+        data = json.loads(raw)
+        return str(data["k"]), int(data["i"])
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise JsonRESTError("InvalidMarkerException", "The request was rejected because the marker that specifies where pagination should next begin is not valid.")
+
+
+def _paged(list_field: str, ident_field: str, max_limit: int, default_limit: int):
+    """Wrap a moto KmsResponse handler: apply Limit/Marker to its full `list_field` answer."""
+
+    def wrap(original):
+        def handler(self) -> str:
+            limit = self._get_param("Limit")
+            marker = self._get_param("Marker")
+            if limit is None:
+                limit = default_limit
+            if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= max_limit:
+                raise _validation(
+                    f"1 validation error detected: Value '{limit}' at 'limit' failed to satisfy "
+                    f"constraint: Member must have value between 1 and {max_limit}"
+                )
+            answer = json.loads(original(self))
+            items = answer.get(list_field) or []
+            start = 0
+            if marker is not None:
+                if not isinstance(marker, str) or not marker:
+                    raise _validation("Marker must be a non-empty string")
+                ident, pos = _decode_marker(marker)
+                idents = [item.get(ident_field) for item in items]
+                # Resume after the marker's item; if it vanished meanwhile, at its old position.
+                start = idents.index(ident) + 1 if ident in idents else min(max(pos, 0), len(items))
+            page = items[start : start + limit]
+            answer[list_field] = page
+            answer.pop("NextMarker", None)
+            answer["Truncated"] = start + limit < len(items)
+            if answer["Truncated"]:
+                answer["NextMarker"] = _encode_marker(page[-1].get(ident_field), start + len(page))
+            return json.dumps(answer)
+
+        handler.__name__ = original.__name__
+        handler.__doc__ = (original.__doc__ or "") + " (paged by scripts/moto_server.py)"
+        return handler
+
+    return wrap
+
+
+_PAGED = {
+    # method: (list field, identity field, max Limit, default Limit)
+    "list_keys": ("Keys", "KeyId", 1000, 100),
+    "list_aliases": ("Aliases", "AliasName", 100, 50),
+    "list_resource_tags": ("Tags", "TagKey", 50, 50),
+}
+
+
+def _patch_paging() -> None:
+    cls = getattr(kms_responses, "KmsResponse", None)
+    if cls is None:
+        _die("moto.kms.responses.KmsResponse is missing")
+    for name, spec in _PAGED.items():
+        original = vars(cls).get(name)
+        if not callable(original):
+            _die(f"moto.kms.responses.KmsResponse.{name} is missing")
+        setattr(cls, name, _paged(*spec)(original))
+
+
+def apply_patches() -> None:
+    _patch_lazy_key_material()
+    _patch_paging()
+
+
+def _exit_when_stdin_closes() -> None:
+    import os
+    import threading
+
+    def watch() -> None:
+        while sys.stdin.buffer.read(4096):
+            pass
+        os._exit(0)
+
+    threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
+
+
+def main(argv=None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--exit-on-stdin-eof" in argv:
+        argv.remove("--exit-on-stdin-eof")
+        _exit_when_stdin_closes()
+    apply_patches()
+    main_fn = getattr(moto_server, "main", None)
+    if main_fn is None:
+        _die("moto.server.main is missing")
+    main_fn(argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Fixtures for the end-to-end tests: a moto emulator and the function under `cargo lambda watch`.
+
+`stack` (session): starts scripts/moto_server.py on a free loopback port, creates tables and the queue with
+names unique to this run (scripts/local_aws.py bootstrap), builds the function, and starts
+`cargo lambda watch -A 127.0.0.1 -P <free port>` with the function's environment. Everything is stopped at
+the end (each service runs in its own process group). Logs go to a temporary folder named in failures.
+`fresh_stack` (per test): the same stack, emptied first (moto reset + bootstrap), since the expectations
+in events/expectations.json assume an empty stack.
+Tools come from $CCKM_VENV (default: the repository's .venv, made by `make venv`).
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+VENV = Path(os.environ.get("CCKM_VENV", REPO / ".venv"))
+PY = VENV / "bin" / "python"
+CARGO_LAMBDA = VENV / "bin" / "cargo-lambda"
+FUNCTION = "cckm-aws-sync"
+JWT_SECRET = "local-dev-secret-change-me"  # the secret events/ are signed with
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, log, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"process exited with {proc.returncode} before listening on {port}; log {log}:\n"
+                        + log.read_text()[-3000:])
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    pytest.fail(f"nothing listens on 127.0.0.1:{port} after {timeout}s; log {log}")
+
+
+def spawn(cmd, log, env=None):
+    return subprocess.Popen(
+        [str(c) for c in cmd], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+        stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def stop(proc):
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+class Stack:
+    def __init__(self, endpoint, api_port, env, logs):
+        self.endpoint, self.api_port, self.env, self.logs = endpoint, api_port, env, logs
+
+    def bootstrap(self):
+        out = subprocess.run(
+            [str(PY), str(REPO / "scripts" / "local_aws.py"), "bootstrap", "--endpoint", self.endpoint],
+            env=self.env, capture_output=True, text=True, timeout=120,
+        )
+        assert out.returncode == 0, f"bootstrap failed:\n{out.stderr}"
+        return out.stdout.strip().partition("WORK_QUEUE_URL=")[2]
+
+    def reset(self):
+        req = urllib.request.Request(self.endpoint + "/moto-api/reset", data=b"", method="POST")
+        urllib.request.urlopen(req, timeout=30).read()
+        self.bootstrap()
+
+    def invoke(self, data_file, timeout=300):
+        """`cargo lambda invoke`: returns (exit code, parsed stdout or raw text, stderr)."""
+        out = subprocess.run(
+            [str(CARGO_LAMBDA), "lambda", "invoke", FUNCTION, "--data-file", str(data_file),
+             "--invoke-address", "127.0.0.1", "--invoke-port", str(self.api_port), "--output-format", "json"],
+            cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout,
+        )
+        try:
+            answer = json.loads(out.stdout) if out.stdout.strip() else None
+        except ValueError:
+            answer = out.stdout
+        return out.returncode, answer, out.stderr
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    if not (PY.exists() and CARGO_LAMBDA.exists()):
+        pytest.fail(f"no venv with cargo-lambda at {VENV}: run `make venv`")
+    logs = tmp_path_factory.mktemp("e2e-logs")
+    run_id = uuid.uuid4().hex[:8]
+    emulator_port, api_port = free_port(), free_port()
+    endpoint = f"http://127.0.0.1:{emulator_port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({
+        "PATH": f"{VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "KMS_TABLE": f"e2e-{run_id}-kms", "JOBS_TABLE": f"e2e-{run_id}-jobs", "KEYS_TABLE": f"e2e-{run_id}-keys",
+        "WORK_QUEUE_NAME": f"e2e-{run_id}-work", "JWT_HS256_SECRET": JWT_SECRET,
+        "RUST_LOG": os.environ.get("RUST_LOG", "info"),
+    })
+    procs = []
+    try:
+        moto_log = logs / "moto.log"
+        procs.append(spawn([PY, REPO / "scripts" / "moto_server.py", "-H", "127.0.0.1", "-p", emulator_port],
+                           moto_log))
+        wait_port(emulator_port, procs[-1], moto_log, 60)
+        stack = Stack(endpoint, api_port, env, logs)
+        env["WORK_QUEUE_URL"] = stack.bootstrap()
+
+        build = subprocess.run(["cargo", "build", "--bin", FUNCTION], cwd=REPO, env=env,
+                               capture_output=True, text=True)
+        if build.returncode != 0:
+            pytest.fail(f"cargo build --bin {FUNCTION} failed:\n{build.stderr[-4000:]}")
+        watch_log = logs / "watch.log"
+        procs.append(spawn([CARGO_LAMBDA, "lambda", "watch", "--ignore-changes",
+                            "-A", "127.0.0.1", "-P", api_port], watch_log, env))
+        wait_port(api_port, procs[-1], watch_log, 120)
+        print(f"e2e stack: emulator {endpoint}, function on 127.0.0.1:{api_port}, logs {logs}", file=sys.stderr)
+        yield stack
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+
+
+@pytest.fixture
+def fresh_stack(stack):
+    stack.reset()
+    return stack

@@ -1,0 +1,573 @@
+//! The sync engine end to end on the moto emulator, through the real AWS SDK clients: KMS resources in two
+//! accounts (reached with AssumeRole) and three regions, keys of every kind, jobs run by the worker from
+//! the real SQS queue, every stored field compared with what the emulator itself reports.
+
+mod common;
+
+use aws_sdk_kms::Client as KmsClient;
+use aws_sdk_kms::types::{KeySpec, KeyUsageType, Tag};
+use common::emulator::{Stack, shared};
+use common::*;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-south-1"];
+
+fn random_account() -> String {
+    let n = uuid::Uuid::new_v4().as_u128() % 900_000_000_000 + 100_000_000_000;
+    n.to_string()
+}
+
+async fn register(stack: &Stack, name: &str, account: &str) {
+    let body = json!({"name": name, "account_id": account, "regions": REGIONS,
+        "assume_role_arn": format!("arn:aws:iam::{account}:role/cckm-sync")});
+    let (status, kms) = request(&stack.entry, "POST", "/api/v1/cckm/aws/kms", Some(body)).await;
+    assert_eq!(status, 201, "{kms}");
+}
+
+fn tag(key: &str, value: &str) -> Tag {
+    Tag::builder()
+        .tag_key(key)
+        .tag_value(value)
+        .build()
+        .unwrap()
+}
+
+/// One key of every kind in a region; returns the key ids by kind.
+async fn seed_region(kms: &KmsClient, region: &str) -> BTreeMap<&'static str, String> {
+    let mut ids = BTreeMap::new();
+    let create =
+        |spec: KeySpec, usage: KeyUsageType| kms.create_key().key_spec(spec).key_usage(usage);
+    let symmetric = create(KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt)
+        .description("app data key")
+        .tags(tag("env", "prod"))
+        .tags(tag("team", "payments"))
+        .send()
+        .await
+        .unwrap();
+    let id = symmetric.key_metadata.unwrap().key_id;
+    kms.create_alias()
+        .alias_name(format!("alias/app-{region}"))
+        .target_key_id(&id)
+        .send()
+        .await
+        .unwrap();
+    kms.create_alias()
+        .alias_name(format!("alias/second-{region}"))
+        .target_key_id(&id)
+        .send()
+        .await
+        .unwrap();
+    kms.enable_key_rotation().key_id(&id).send().await.unwrap();
+    ids.insert("symmetric", id);
+    for (kind, spec, usage) in [
+        ("rsa", KeySpec::Rsa2048, KeyUsageType::SignVerify),
+        ("ecc", KeySpec::EccNistP256, KeyUsageType::SignVerify),
+        ("hmac", KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac),
+    ] {
+        let out = create(spec, usage).send().await.unwrap();
+        ids.insert(kind, out.key_metadata.unwrap().key_id);
+    }
+    let disabled = create(KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt)
+        .send()
+        .await
+        .unwrap();
+    let disabled = disabled.key_metadata.unwrap().key_id;
+    kms.disable_key().key_id(&disabled).send().await.unwrap();
+    ids.insert("disabled", disabled);
+    let doomed = create(KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt)
+        .send()
+        .await
+        .unwrap();
+    let doomed = doomed.key_metadata.unwrap().key_id;
+    kms.schedule_key_deletion()
+        .key_id(&doomed)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    ids.insert("pending_deletion", doomed);
+    ids
+}
+
+/// What the emulator says of a key, in CCKM's field names, read with our own SDK client.
+async fn expected_param(kms: &KmsClient, key_id: &str) -> Value {
+    let meta = kms
+        .describe_key()
+        .key_id(key_id)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    let date = |d: Option<&aws_smithy_types::DateTime>| {
+        d.map(|d| {
+            d.fmt(aws_smithy_types::date_time::Format::DateTime)
+                .unwrap()
+        })
+    };
+    let tags: Vec<Value> = kms
+        .list_resource_tags()
+        .key_id(key_id)
+        .send()
+        .await
+        .unwrap()
+        .tags()
+        .iter()
+        .map(|t| json!({"TagKey": t.tag_key(), "TagValue": t.tag_value()}))
+        .collect();
+    let policy = kms
+        .get_key_policy()
+        .key_id(key_id)
+        .policy_name("default")
+        .send()
+        .await
+        .unwrap()
+        .policy;
+    let spec = meta
+        .key_spec()
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_default();
+    let rotation = if spec == "SYMMETRIC_DEFAULT" {
+        let status = kms.get_key_rotation_status().key_id(key_id).send().await;
+        status.ok().map(|s| s.key_rotation_enabled)
+    } else {
+        None
+    };
+    let strings = |v: Vec<String>| json!(v);
+    json!({
+        "AWSAccountId": meta.aws_account_id(),
+        "KeyID": meta.key_id(),
+        "Arn": meta.arn(),
+        "CreationDate": date(meta.creation_date()),
+        "Description": meta.description().unwrap_or_default(),
+        "Enabled": meta.enabled(),
+        "KeyState": meta.key_state().map(|s| s.as_str()),
+        "KeyUsage": meta.key_usage().map(|u| u.as_str()).unwrap_or_default(),
+        "KeyManager": meta.key_manager().map(|m| m.as_str()),
+        "Origin": meta.origin().map(|o| o.as_str()),
+        "CustomerMasterKeySpec": spec,
+        "EncryptionAlgorithms": strings(meta.encryption_algorithms().iter().map(|a| a.as_str().to_string()).collect()),
+        "SigningAlgorithms": strings(meta.signing_algorithms().iter().map(|a| a.as_str().to_string()).collect()),
+        "MacAlgorithms": strings(meta.mac_algorithms().iter().map(|a| a.as_str().to_string()).collect()),
+        "MultiRegion": meta.multi_region().unwrap_or(false),
+        "DeletionDate": date(meta.deletion_date()),
+        "PendingDeletionWindowInDays": meta.pending_deletion_window_in_days(),
+        "ValidTo": date(meta.valid_to()),
+        "CustomKeyStoreId": meta.custom_key_store_id(),
+        "KeyRotationEnabled": rotation,
+        "Tags": tags,
+        "Policy": policy,
+    })
+}
+
+async fn synced_keys(stack: &Stack, query: &str) -> Vec<Value> {
+    let (status, list) = request(
+        &stack.entry,
+        "GET",
+        &format!("/api/v1/cckm/aws/keys?limit=-1&{query}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{list}");
+    list["resources"].as_array().cloned().unwrap_or_default()
+}
+
+async fn start(stack: &Stack, body: Value) -> String {
+    let (status, job) = request(
+        &stack.entry,
+        "POST",
+        "/api/v1/cckm/aws/synchronization-jobs",
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 201, "{job}");
+    job["id"].as_str().unwrap().to_string()
+}
+
+async fn job(stack: &Stack, id: &str) -> Value {
+    request(
+        &stack.entry,
+        "GET",
+        &format!("/api/v1/cckm/aws/synchronization-jobs/{id}"),
+        None,
+    )
+    .await
+    .1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_accounts_three_regions_every_key_kind_every_field_as_the_emulator_reports() {
+    let emulator = shared();
+    let stack = emulator.stack().await;
+    let accounts = [random_account(), random_account()];
+    let mut seeded = BTreeMap::new();
+    for account in &accounts {
+        for region in REGIONS {
+            let kms = emulator.kms_in(account, region).await;
+            seeded.insert((account.clone(), region), seed_region(&kms, region).await);
+        }
+    }
+    // A multi-region primary in us-east-1 with its replica in eu-west-1, in the first account.
+    let east = emulator.kms_in(&accounts[0], "us-east-1").await;
+    let primary = east
+        .create_key()
+        .multi_region(true)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    east.replicate_key()
+        .key_id(&primary.key_id)
+        .replica_region("eu-west-1")
+        .send()
+        .await
+        .unwrap();
+    register(&stack, "acct-a", &accounts[0]).await;
+    register(&stack, "acct-b", &accounts[1]).await;
+
+    let id = start(&stack, json!({"kms": ["acct-a", "acct-b"]})).await;
+    assert_eq!(job(&stack, &id).await["overall_status"], "in_progress");
+    stack.drain_queue().await;
+    let done = job(&stack, &id).await;
+    assert_eq!(done["overall_status"], "completed", "{done}");
+    assert_eq!(done["detailed_status"].as_object().unwrap().len(), 6);
+    assert!(
+        done["detailed_status"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|s| s == "region synchronized successfully")
+    );
+    let expected_total = seeded.values().map(BTreeMap::len).sum::<usize>() + 2;
+    assert_eq!(done["progress"]["keys_synced"], expected_total as u64);
+
+    let keys = synced_keys(&stack, "").await;
+    assert_eq!(keys.len(), expected_total);
+    for key in &keys {
+        let param = &key["aws_param"];
+        let account = param["AWSAccountId"].as_str().unwrap();
+        let region = key["region"].as_str().unwrap();
+        let kms = emulator.kms_in(account, region).await;
+        let expected = expected_param(&kms, param["KeyID"].as_str().unwrap()).await;
+        for (field, value) in expected.as_object().unwrap() {
+            assert_eq!(
+                &param[field], value,
+                "{field} of {} in {region}",
+                param["KeyID"]
+            );
+        }
+        let arn = param["Arn"].as_str().unwrap();
+        assert_eq!(
+            key["id"],
+            cckm_aws_sync::domain::key::key_record_id(arn).to_string()
+        );
+        assert_eq!(key["cloud_name"], "aws");
+        assert_eq!(key["key_material_origin"], "native");
+        assert_eq!(key["gone"], false);
+        assert_eq!(
+            key["kms"],
+            if account == accounts[0] {
+                "acct-a"
+            } else {
+                "acct-b"
+            }
+        );
+        let spec = param["CustomerMasterKeySpec"].as_str().unwrap();
+        let expected_type = match spec {
+            "SYMMETRIC_DEFAULT" => "symmetric",
+            s if s.starts_with("HMAC") => "hmac",
+            _ => "asymmetric",
+        };
+        assert_eq!(key["key_type"], expected_type);
+        if spec != "SYMMETRIC_DEFAULT" {
+            assert!(
+                param["KeyRotationEnabled"].is_null(),
+                "no rotation call for {spec}"
+            );
+        }
+    }
+    for ((account, region), ids) in &seeded {
+        let symmetric = keys
+            .iter()
+            .find(|k| k["aws_param"]["KeyID"] == ids["symmetric"].as_str())
+            .unwrap();
+        assert_eq!(
+            symmetric["aws_param"]["KeyRotationEnabled"], true,
+            "{account}/{region}"
+        );
+        let mut aliases: Vec<&str> = symmetric["aws_param"]["Alias"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        aliases.sort();
+        assert_eq!(
+            aliases,
+            vec![
+                format!("alias/app-{region}"),
+                format!("alias/second-{region}")
+            ]
+        );
+        let doomed = keys
+            .iter()
+            .find(|k| k["aws_param"]["KeyID"] == ids["pending_deletion"].as_str())
+            .unwrap();
+        assert_eq!(doomed["aws_param"]["KeyState"], "PendingDeletion");
+        assert!(doomed["aws_param"]["DeletionDate"].is_string());
+        let disabled = keys
+            .iter()
+            .find(|k| k["aws_param"]["KeyID"] == ids["disabled"].as_str())
+            .unwrap();
+        assert_eq!(disabled["aws_param"]["Enabled"], false);
+    }
+    let replicas: Vec<&Value> = keys
+        .iter()
+        .filter(|k| k["aws_param"]["KeyID"] == primary.key_id.as_str())
+        .collect();
+    assert_eq!(
+        replicas.len(),
+        2,
+        "the primary and its replica are two keys (two ARNs)"
+    );
+    assert!(
+        replicas
+            .iter()
+            .all(|k| k["aws_param"]["MultiRegion"] == true)
+    );
+    let replica = replicas
+        .iter()
+        .find(|k| k["region"] == "eu-west-1")
+        .unwrap();
+    assert_eq!(
+        replica["aws_param"]["MultiRegionConfiguration"]["PrimaryKey"]["Region"],
+        "us-east-1"
+    );
+
+    // Filters read the key index by (account, region) and agree with the full list.
+    let east_a = synced_keys(&stack, "kms=acct-a&region=us-east-1").await;
+    let expected_east_a = keys
+        .iter()
+        .filter(|k| k["kms"] == "acct-a" && k["region"] == "us-east-1")
+        .count();
+    assert_eq!(east_a.len(), expected_east_a);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sync_flags_deleted_keys_gone_keeps_ids_and_created_at_and_sees_new_tags() {
+    let emulator = shared();
+    let stack = emulator.stack().await;
+    let account = random_account();
+    let kms = emulator.kms_in(&account, "eu-west-1").await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(
+            kms.create_key()
+                .send()
+                .await
+                .unwrap()
+                .key_metadata
+                .unwrap()
+                .key_id,
+        );
+    }
+    let body = json!({"name": "one", "account_id": account, "regions": ["eu-west-1"],
+        "assume_role_arn": format!("arn:aws:iam::{account}:role/cckm-sync")});
+    assert_eq!(
+        request(&stack.entry, "POST", "/api/v1/cckm/aws/kms", Some(body))
+            .await
+            .0,
+        201
+    );
+    start(&stack, json!({"kms": ["one"]})).await;
+    stack.drain_queue().await;
+    let first = synced_keys(&stack, "").await;
+    assert_eq!(first.len(), 4);
+
+    // moto removes nothing, so "deleted" is a key whose record we made for an ARN AWS does not list.
+    kms.tag_resource()
+        .key_id(&ids[0])
+        .tags(tag("owner", "new-team"))
+        .send()
+        .await
+        .unwrap();
+    let added = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let phantom_arn =
+        format!("arn:aws:kms:eu-west-1:{account}:key/00000000-dead-4000-8000-000000000000");
+    let mut phantom: cckm_aws_sync::domain::key::KeyRecord = serde_json::from_value({
+        let mut record = first[0].clone();
+        record["aws_param"]["Arn"] = Value::from(phantom_arn.clone());
+        record["aws_param"]["KeyID"] = Value::from("00000000-dead-4000-8000-000000000000");
+        record["arn"] = Value::from(phantom_arn.clone());
+        record["unit"] = Value::from(format!("{account}/eu-west-1"));
+        record["last_seen_job"] = Value::Null;
+        record
+    })
+    .unwrap();
+    phantom.id = cckm_aws_sync::domain::key::key_record_id(&phantom_arn);
+    stack
+        .entry
+        .app
+        .keys
+        .put_all(&[phantom.clone()])
+        .await
+        .unwrap();
+
+    let second = start(&stack, json!({"kms": ["one"]})).await;
+    stack.drain_queue().await;
+    let second_job = job(&stack, &second).await;
+    assert_eq!(second_job["overall_status"], "completed");
+    assert_eq!(second_job["progress"]["keys_gone"], 1);
+    let after = synced_keys(&stack, "").await;
+    assert_eq!(after.len(), 6);
+    let gone: Vec<&Value> = after.iter().filter(|k| k["gone"] == true).collect();
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0]["id"], phantom.id.to_string());
+    assert_eq!(synced_keys(&stack, "gone=true").await.len(), 1);
+    for old in &first {
+        let now = after
+            .iter()
+            .find(|k| k["id"] == old["id"])
+            .expect("same id across syncs");
+        assert_eq!(now["createdAt"], old["createdAt"]);
+        assert_ne!(now["synced_at"], old["synced_at"]);
+    }
+    let retagged = after
+        .iter()
+        .find(|k| k["aws_param"]["KeyID"] == ids[0].as_str())
+        .unwrap();
+    assert!(
+        retagged["aws_param"]["Tags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"TagKey": "owner", "TagValue": "new-team"}))
+    );
+    assert!(
+        after
+            .iter()
+            .any(|k| k["aws_param"]["KeyID"] == added.as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_mid_job_ends_completed_with_abort_and_overlap_is_refused_until_then() {
+    let emulator = shared();
+    let stack = emulator.stack().await;
+    let account = random_account();
+    for region in REGIONS {
+        emulator
+            .kms_in(&account, region)
+            .await
+            .create_key()
+            .send()
+            .await
+            .unwrap();
+    }
+    register(&stack, "c", &account).await;
+    let id = start(&stack, json!({"kms": ["c"]})).await;
+    let overlap = request(
+        &stack.entry,
+        "POST",
+        "/api/v1/cckm/aws/synchronization-jobs",
+        Some(json!({"kms": ["c"], "regions": ["ap-south-1"]})),
+    )
+    .await;
+    assert_cckm_error(&overlap, 409, 4);
+    assert!(overlap.1["message"].as_str().unwrap().contains(&id));
+    assert_eq!(
+        stack.process_batch(1).await,
+        1,
+        "one unit runs before the cancel"
+    );
+    let (status, cancelled) = request(
+        &stack.entry,
+        "POST",
+        &format!("/api/v1/cckm/aws/synchronization-jobs/{id}/cancel"),
+        None,
+    )
+    .await;
+    assert_eq!((status, &cancelled["abort"]), (200, &json!(true)));
+    assert_eq!(cancelled["overall_status"], "in_progress");
+    stack.drain_queue().await;
+    let ended = job(&stack, &id).await;
+    assert_eq!(
+        (ended["overall_status"].as_str(), ended["abort"].as_bool()),
+        (Some("completed"), Some(true)),
+        "{ended}"
+    );
+    let statuses: Vec<&str> = ended["detailed_status"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == "region synchronized successfully")
+            .count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == "region synchronization canceled")
+            .count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        synced_keys(&stack, "").await.len(),
+        1,
+        "only the unit that ran before the cancel stored keys"
+    );
+    let again = request(
+        &stack.entry,
+        "POST",
+        &format!("/api/v1/cckm/aws/synchronization-jobs/{id}/cancel"),
+        None,
+    )
+    .await;
+    assert_cckm_error(&again, 409, 4);
+    start(&stack, json!({"kms": ["c"], "regions": ["ap-south-1"]})).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synchronize_all_covers_every_registered_kms_and_region() {
+    let emulator = shared();
+    let stack = emulator.stack().await;
+    let (a, b) = (random_account(), random_account());
+    for account in [&a, &b] {
+        for region in REGIONS {
+            emulator
+                .kms_in(account, region)
+                .await
+                .create_key()
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    register(&stack, "a", &a).await;
+    register(&stack, "b", &b).await;
+    let id = start(&stack, json!({"synchronize_all": true})).await;
+    let started = job(&stack, &id).await;
+    assert_eq!(started["kms"], json!([]));
+    assert_eq!(started["regions"], json!([]));
+    assert_eq!(started["detailed_status"].as_object().unwrap().len(), 6);
+    stack.drain_queue().await;
+    let done = job(&stack, &id).await;
+    assert_eq!(done["overall_status"], "completed", "{done}");
+    assert_eq!(done["progress"]["keys_synced"], 6);
+    assert_eq!(synced_keys(&stack, "").await.len(), 6);
+}
