@@ -350,6 +350,11 @@ pub struct MemoryDispatcher {
 }
 
 impl MemoryDispatcher {
+    /// How many items wait to be drained.
+    pub fn pending(&self) -> usize {
+        lock(&self.sent).len()
+    }
+
     /// Takes every item dispatched so far.
     pub fn drain(&self) -> Vec<WorkItem> {
         std::mem::take(&mut *lock(&self.sent))

@@ -2,6 +2,7 @@
 //! `emulator` starts the moto server and builds the real AWS wiring against it.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod backend;
 pub mod emulator;
 
 use cckm_aws_sync::api::Api;
