@@ -6,14 +6,22 @@ use cckm_aws_sync::app::MemoryParts;
 use cckm_aws_sync::entry::Entry;
 
 pub enum Backend {
-    Memory { entry: Entry, parts: MemoryParts },
-    Emulator { stack: Box<Stack> },
+    Memory {
+        entry: Box<Entry>,
+        parts: MemoryParts,
+    },
+    Emulator {
+        stack: Box<Stack>,
+    },
 }
 
 impl Backend {
     pub fn memory() -> Backend {
         let (entry, parts) = super::memory_entry(100);
-        Backend::Memory { entry, parts }
+        Backend::Memory {
+            entry: Box::new(entry),
+            parts,
+        }
     }
 
     pub async fn emulator() -> Backend {
