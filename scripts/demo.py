@@ -5,6 +5,7 @@ Registers two KMS resources (account 123456789012 directly, 111122223333 through
 "already exists" is fine), starts a job over both, polls it until `overall_status` leaves `in_progress`
 (timeout 5 min), prints the job and a table of the synced keys. Exits 1 unless the job ends `completed`.
 API_URL and TOKEN come from the environment or from --env-file (what `make up` wrote in .local/env).
+`--register-only` stops after registering (what `make up` does, so that KMS "demo" exists right away).
 """
 
 import argparse
@@ -65,16 +66,8 @@ def table(rows, headers):
         print(fmt.format(*row))
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--env-file", default=".local/env")
-    p.add_argument("--timeout", type=float, default=300)
-    args = p.parse_args()
-    load_env_file(args.env_file)
-    if not os.environ.get("API_URL") or not os.environ.get("TOKEN"):
-        sys.exit("demo: API_URL and TOKEN are needed (run `make up`)")
-    api = Api(os.environ["API_URL"], os.environ["TOKEN"])
-
+def register(api):
+    """Registers the demo KMS resources; one that exists already is fine."""
     for kms in KMS:
         status, body = api.call("POST", "/api/v1/cckm/aws/kms", kms)
         if status == 201:
@@ -83,6 +76,22 @@ def main():
             print(f"KMS {kms['name']} already registered", file=sys.stderr)
         else:
             sys.exit(f"demo: registering KMS {kms['name']} answered {status}: {body}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--env-file", default=".local/env")
+    p.add_argument("--register-only", action="store_true", help="register the demo KMS resources, then stop")
+    p.add_argument("--timeout", type=float, default=300)
+    args = p.parse_args()
+    load_env_file(args.env_file)
+    if not os.environ.get("API_URL") or not os.environ.get("TOKEN"):
+        sys.exit("demo: API_URL and TOKEN are needed (run `make up`)")
+    api = Api(os.environ["API_URL"], os.environ["TOKEN"])
+
+    register(api)
+    if args.register_only:
+        return
 
     status, job = api.call("POST", "/api/v1/cckm/aws/synchronization-jobs", {"kms": [k["name"] for k in KMS]})
     if status != 201:

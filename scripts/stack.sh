@@ -2,8 +2,9 @@
 # Local stack for cckm-aws-sync, driven by `make up` / `make down` (run from the repository root).
 #
 #   up:   moto emulator (scripts/moto_server.py) -> bootstrap tables/queues -> `cargo lambda watch` with the
-#         function's environment -> SQS pump (scripts/sqs_pump.py); then prints API_URL, AWS_ENDPOINT_URL and
-#         TOKEN on stdout (everything else goes to stderr) and saves them in .local/env.
+#         function's environment -> SQS pump (scripts/sqs_pump.py) -> KMS "demo" and "demo-b" registered;
+#         then prints API_URL, AWS_ENDPOINT_URL and TOKEN on stdout (everything else goes to stderr) and saves
+#         them in .local/env.
 #   down: stops what `up` started (process groups recorded in .local/*.pid); safe to repeat.
 # Each background service runs in its own process group (set -m), so stopping it also stops its children
 # (cargo lambda watch -> cargo run -> the function). Logs: .local/<name>.log.
@@ -143,6 +144,8 @@ up() {
 
   local token
   token=$("$PY" scripts/local_aws.py token --secret "${JWT_HS256_SECRET:-local-dev-secret-change-me}" --ttl-seconds 86400)
+  # KMS resources "demo" (this account) and "demo-b" (through AssumeRole), so a sync can start at once.
+  API_URL="$API_BASE/lambda-url/$FUNCTION" TOKEN="$token" "$PY" scripts/demo.py --register-only --env-file /dev/null >&2
   {
     echo "API_URL=$API_BASE/lambda-url/$FUNCTION"
     echo "AWS_ENDPOINT_URL=$ENDPOINT"
