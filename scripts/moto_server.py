@@ -17,6 +17,8 @@ Patches (moto 5.2.x; each checks the symbol it replaces and exits loudly if moto
    handler, then cut its answer with `Limit`/`Marker` and answer `NextMarker` + `Truncated` as AWS does.
    The marker is opaque (base64 JSON of the last item's identity and its position); a marker that does
    not decode answers `InvalidMarkerException`.
+3. Atomic DynamoDB requests: moto's threaded server can interleave two updates of one item and lose one;
+   DynamoDB requests are served one at a time, as DynamoDB applies each atomically.
 """
 
 import base64
@@ -159,9 +161,32 @@ def _patch_paging() -> None:
         setattr(cls, name, _paged(*spec)(original))
 
 
+# ---------------------------------------------------------------- 3. atomic DynamoDB requests
+def _patch_atomic_dynamodb() -> None:
+    """moto's server is threaded and its DynamoDB updates are read-modify-write in Python: two concurrent
+    `SET n = n + :one` (or two conditional writes) can lose one. DynamoDB applies each request atomically,
+    and the function relies on that, so DynamoDB requests are served one at a time (other services are not)."""
+    import threading
+
+    from moto.dynamodb import responses as dynamodb_responses
+
+    cls = getattr(dynamodb_responses, "DynamoHandler", None)
+    original = vars(cls).get("call_action") if cls else None
+    if not callable(original):
+        _die("moto.dynamodb.responses.DynamoHandler.call_action is missing")
+    lock = threading.Lock()
+
+    def call_action(self, *args, **kwargs):
+        with lock:
+            return original(self, *args, **kwargs)
+
+    cls.call_action = call_action
+
+
 def apply_patches() -> None:
     _patch_lazy_key_material()
     _patch_paging()
+    _patch_atomic_dynamodb()
 
 
 def _exit_when_stdin_closes() -> None:

@@ -131,6 +131,17 @@ impl Config {
                     reason: "a number in (0, 1]".into(),
                 })?;
         }
+        if let Some(text) = optional("SYNC_LEASE_SECONDS") {
+            let seconds = text
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=86_400).contains(n))
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "SYNC_LEASE_SECONDS",
+                    reason: "a whole number from 1 to 86400".into(),
+                })?;
+            sync.lease = Duration::from_secs(seconds);
+        }
         if let Some(text) = optional("SYNC_KEY_CONCURRENCY") {
             sync.key_concurrency = text
                 .parse::<usize>()

@@ -2,6 +2,7 @@
 //! the scheduler. Anything unrecognised is answered with an error object, never a panic.
 
 use crate::api::Api;
+use crate::api::auth::Authenticator;
 use crate::api::request::{HttpRequest, Payload};
 use crate::api::response::HttpResponse;
 use crate::app::App;
@@ -52,6 +53,13 @@ pub struct Entry {
 }
 
 impl Entry {
+    pub fn new(app: App, auth: Authenticator) -> Entry {
+        Entry {
+            api: Api::new(app.clone(), auth),
+            app,
+        }
+    }
+
     /// `deadline` is the invocation's deadline, which the worker uses to stop at a page boundary in time.
     pub async fn handle(&self, event: Value, request_id: &str, deadline: Timestamp) -> Value {
         match classify(&event) {

@@ -5,7 +5,6 @@ use crate::adapters::dynamodb::{DynamoJobStore, DynamoKeyStore, DynamoKmsRegistr
 use crate::adapters::kms::AwsKeySourceFactory;
 use crate::adapters::sqs::SqsDispatcher;
 use crate::adapters::sts::StsCallerIdentity;
-use crate::api::Api;
 use crate::api::auth::Authenticator;
 use crate::app::App;
 use crate::config::{Config, ConfigError};
@@ -51,8 +50,7 @@ pub fn build_entry(config: &Config, sdk: &SdkConfig) -> Result<Entry, ConfigErro
         tenancy: config.tenancy.clone(),
         sync: config.sync.clone(),
     };
-    let api = Api::new(app.clone(), Authenticator::new(&config.auth)?);
-    Ok(Entry { app, api })
+    Ok(Entry::new(app, Authenticator::new(&config.auth)?))
 }
 
 /// The invocation's deadline; without one (a local run), 15 minutes from now, Lambda's longest.

@@ -213,15 +213,10 @@ impl KeySourceFactory for ScriptedKms {
 
 /// The production entry point on in-memory stores, with `kms` as the key source.
 async fn entry_with(kms: ScriptedKms, regions: &[&str]) -> (Entry, MemoryParts) {
-    let (mut entry, parts) = memory_entry(1);
-    entry.app.source = Arc::new(kms);
-    entry = Entry {
-        api: cckm_aws_sync::api::Api::new(
-            entry.app.clone(),
-            cckm_aws_sync::api::auth::Authenticator::new(&auth_config()).unwrap(),
-        ),
-        app: entry.app,
-    };
+    let (entry, parts) = memory_entry(1);
+    let mut app = entry.app;
+    app.source = Arc::new(kms);
+    let entry = entry_for(app);
     let body = json!({"name": "scripted", "account_id": ACCOUNT, "regions": regions,
         "assume_role_arn": format!("arn:aws:iam::{ACCOUNT}:role/cckm-sync")});
     assert_eq!(

@@ -571,3 +571,42 @@ async fn synchronize_all_covers_every_registered_kms_and_region() {
     assert_eq!(done["progress"]["keys_synced"], 6);
     assert_eq!(synced_keys(&stack, "").await.len(), 6);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapsed_lease_in_dynamodb_lets_a_new_job_start_when_a_worker_died() {
+    let emulator = shared();
+    let stack = emulator.stack().await;
+    let account = random_account();
+    register(&stack, "l", &account).await;
+    let mut app = stack.entry.app.clone();
+    app.sync.lease = std::time::Duration::from_secs(1);
+    let entry = entry_for(app);
+    let (status, first) = request(
+        &entry,
+        "POST",
+        "/api/v1/cckm/aws/synchronization-jobs",
+        Some(json!({"kms": ["l"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{first}");
+    assert_cckm_error(
+        &request(
+            &entry,
+            "POST",
+            "/api/v1/cckm/aws/synchronization-jobs",
+            Some(json!({"kms": ["l"]})),
+        )
+        .await,
+        409,
+        4,
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (status, second) = request(
+        &entry,
+        "POST",
+        "/api/v1/cckm/aws/synchronization-jobs",
+        Some(json!({"kms": ["l"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{second}");
+}

@@ -352,3 +352,24 @@ async fn a_malformed_message_is_reported_failed_and_the_rest_of_the_batch_procee
     );
     assert_eq!(job(&entry, &id).await["overall_status"], "completed");
 }
+
+#[tokio::test]
+async fn a_lapsed_lease_lets_a_new_job_start_when_a_worker_died() {
+    let (entry, _parts) = setup(&["us-east-1"], 10).await;
+    let mut app = entry.app.clone();
+    app.sync.lease = std::time::Duration::from_secs(1);
+    let entry = entry_for(app);
+    let first = start_job(&entry).await;
+    let overlap = request(
+        &entry,
+        "POST",
+        "/api/v1/cckm/aws/synchronization-jobs",
+        Some(json!({"kms": ["demo"]})),
+    )
+    .await;
+    assert_cckm_error(&overlap, 409, 4);
+    // No worker ever picks the first job up: its lease lapses.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let second = start_job(&entry).await;
+    assert_ne!(first, second);
+}

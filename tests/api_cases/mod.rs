@@ -21,6 +21,7 @@ macro_rules! api_tests {
             unknown_routes_are_404_and_wrong_methods_405,
             paths_work_with_and_without_api_and_under_a_rest_stage,
             cancel_sets_abort_and_a_finished_or_unknown_job_cannot_be_cancelled,
+            deleting_a_kms_used_by_a_running_job_is_refused,
         );
     };
     (@each $backend:expr; $($case:ident),* $(,)?) => {
@@ -556,4 +557,28 @@ pub async fn cancel_sets_abort_and_a_finished_or_unknown_job_cannot_be_cancelled
     )
     .await;
     assert_cckm_error(&unknown, 404, 16);
+}
+
+pub async fn deleting_a_kms_used_by_a_running_job_is_refused(backend: &Backend) {
+    let entry = backend.entry();
+    let kms = register(entry, "busy", "111122223333", &["us-east-1"]).await;
+    let id = kms["id"].as_str().unwrap();
+    let (status, job) = request(
+        entry,
+        "POST",
+        "/api/v1/cckm/aws/synchronization-jobs",
+        Some(json!({"kms": [id]})),
+    )
+    .await;
+    assert_eq!(status, 201, "a job may name its KMS by id: {job}");
+    let refused = request(entry, "DELETE", &format!("/api/v1/cckm/aws/kms/{id}"), None).await;
+    assert_cckm_error(&refused, 409, 4);
+    assert!(
+        refused.1["message"]
+            .as_str()
+            .unwrap()
+            .contains(job["id"].as_str().unwrap())
+    );
+    let (status, _) = request(entry, "GET", &format!("/api/v1/cckm/aws/kms/{id}"), None).await;
+    assert_eq!(status, 200, "still registered");
 }

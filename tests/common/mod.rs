@@ -5,7 +5,6 @@
 pub mod backend;
 pub mod emulator;
 
-use cckm_aws_sync::api::Api;
 use cckm_aws_sync::api::auth::Authenticator;
 use cckm_aws_sync::app::{App, MemoryParts};
 use cckm_aws_sync::config::AuthConfig;
@@ -47,11 +46,15 @@ pub fn init_tracing() {
 pub fn memory_entry(page_size: usize) -> (Entry, MemoryParts) {
     init_tracing();
     let (app, parts) = App::in_memory(OWN_ACCOUNT, page_size);
-    let api = Api::new(
-        app.clone(),
+    (entry_for(app), parts)
+}
+
+/// The entry point over `app`, with the test token settings.
+pub fn entry_for(app: App) -> Entry {
+    Entry::new(
+        app,
         Authenticator::new(&auth_config()).expect("auth config"),
-    );
-    (Entry { app, api }, parts)
+    )
 }
 
 /// An HTTP API (v2) event as API Gateway sends it on the `$default` stage.
