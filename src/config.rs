@@ -74,7 +74,8 @@ impl Default for SyncSettings {
     fn default() -> Self {
         SyncSettings {
             key_concurrency: 8,
-            lease: Duration::from_secs(30 * 60),
+            // Long enough for a unit to wait its turn in a backlogged queue; renewed at every page.
+            lease: Duration::from_secs(2 * 60 * 60),
             deadline_margin: Duration::from_secs(90),
             max_attempts: 4,
             rate_share: 0.5,

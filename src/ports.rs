@@ -76,6 +76,8 @@ pub trait JobStore: Send + Sync {
     /// that ended it.
     async fn complete_if_done(&self, job_id: Uuid, now: Timestamp)
     -> Result<Option<Job>, AppError>;
+    /// Who holds the lease of a unit, and until when; None when nobody does.
+    async fn lease(&self, unit_key: &str) -> Result<Option<(Uuid, Timestamp)>, AppError>;
 }
 
 /// One page of a unit, as `record_page` takes it.
@@ -109,7 +111,7 @@ pub trait KeyStore: Send + Sync {
     async fn delete(&self, id: Uuid) -> Result<bool, AppError>;
     /// The stored keys of one `"<account>/<region>"`, read from the key index, reduced to their stubs.
     async fn unit_stubs(&self, unit_key: &str) -> Result<Vec<StoredKeyStub>, AppError>;
-    /// Flags these keys gone, unless a later sighting by another job un-flagged them meanwhile.
+    /// Flags these keys gone; a key whose record was deleted meanwhile is skipped.
     async fn mark_gone(&self, ids: &[Uuid], now: Timestamp) -> Result<(), AppError>;
     /// Every key of the given units (index queries), or of the whole table when `units` is None.
     async fn list(&self, units: Option<&[String]>) -> Result<Vec<KeyRecord>, AppError>;

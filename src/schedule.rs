@@ -47,6 +47,9 @@ pub async fn run(app: &App, trigger: Trigger) -> Value {
             .map_err(|e| AppError::InvalidParam(format!("cckm_synchronization_params: {e}")))
             .and_then(SchedulerParams::into_request),
     };
+    if let Err(err) = jobs::sweep_abandoned(app).await {
+        tracing::error!(error = %err, "could not end abandoned jobs");
+    }
     match async { jobs::start(app, request?).await }.await {
         Ok(job) => {
             tracing::info!(job_id = %job.id, "scheduled synchronization started");

@@ -610,3 +610,36 @@ async fn a_lapsed_lease_in_dynamodb_lets_a_new_job_start_when_a_worker_died() {
     .await;
     assert_eq!(status, 201, "{second}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_job_whose_workers_are_gone_ends_it_at_once_in_dynamodb() {
+    let emulator = shared();
+    let stack = emulator.stack().await;
+    register(&stack, "gone", &random_account()).await;
+    let mut app = stack.entry.app.clone();
+    app.sync.lease = std::time::Duration::from_secs(1);
+    let entry = entry_for(app);
+    let (_, started) = request(
+        &entry,
+        "POST",
+        "/api/v1/cckm/aws/synchronization-jobs",
+        Some(json!({"kms": ["gone"]})),
+    )
+    .await;
+    let id = started["id"].as_str().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (status, job) = request(
+        &entry,
+        "POST",
+        &format!("/api/v1/cckm/aws/synchronization-jobs/{id}/cancel"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (job["overall_status"].as_str(), job["abort"].as_bool()),
+        (Some("completed"), Some(true)),
+        "{job}"
+    );
+    assert_eq!(job["progress"]["units_done"], 3);
+}

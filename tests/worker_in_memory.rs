@@ -373,3 +373,66 @@ async fn a_lapsed_lease_lets_a_new_job_start_when_a_worker_died() {
     let second = start_job(&entry).await;
     assert_ne!(first, second);
 }
+
+/// An entry whose leases lapse after a second, with one job started that no worker will ever run.
+async fn abandoned_job() -> (Entry, MemoryParts, String) {
+    let (entry, parts) = setup(&["us-east-1", "eu-west-1"], 10).await;
+    let mut app = entry.app.clone();
+    app.sync.lease = std::time::Duration::from_secs(1);
+    let entry = entry_for(app);
+    let id = start_job(&entry).await;
+    parts.dispatcher.drain();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    (entry, parts, id)
+}
+
+#[tokio::test]
+async fn cancelling_a_job_whose_workers_are_gone_ends_it_at_once() {
+    let (entry, _parts, id) = abandoned_job().await;
+    let (status, job) = request(
+        &entry,
+        "POST",
+        &format!("/api/v1/cckm/aws/synchronization-jobs/{id}/cancel"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (job["overall_status"].as_str(), job["abort"].as_bool()),
+        (Some("completed"), Some(true)),
+        "{job}"
+    );
+    assert!(
+        job["detailed_status"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|s| s == "region synchronization canceled")
+    );
+}
+
+#[tokio::test]
+async fn a_scheduled_run_fails_abandoned_jobs_before_it_starts() {
+    let (entry, parts, id) = abandoned_job().await;
+    let started = entry
+        .handle(
+            json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}),
+            "s",
+            chrono::Utc::now(),
+        )
+        .await;
+    assert_eq!(started["started"], true, "{started}");
+    let old = job(&entry, &id).await;
+    assert_eq!(old["overall_status"], "failed", "{old}");
+    assert!(
+        old["detailed_status"]["111122223333/us-east-1"]
+            .as_str()
+            .unwrap()
+            .contains("worker was lost")
+    );
+    assert_eq!(
+        parts.dispatcher.drain().len(),
+        2,
+        "the scheduled job queued its two units"
+    );
+}

@@ -85,13 +85,6 @@ pub struct MemoryJobStore {
     state: Mutex<JobState>,
 }
 
-impl MemoryJobStore {
-    /// Test hook: the lease currently held on a unit.
-    pub fn lease(&self, unit_key: &str) -> Option<(Uuid, Timestamp)> {
-        lock(&self.state).leases.get(unit_key).copied()
-    }
-}
-
 fn not_found(id: Uuid) -> AppError {
     AppError::NotFound(format!("synchronization job '{id}' not found"))
 }
@@ -283,6 +276,10 @@ impl JobStore for MemoryJobStore {
             stored.job.updated_at = now;
         }
         self.get(job_id).await
+    }
+
+    async fn lease(&self, unit_key: &str) -> Result<Option<(Uuid, Timestamp)>, AppError> {
+        Ok(lock(&self.state).leases.get(unit_key).copied())
     }
 }
 

@@ -36,17 +36,60 @@ pub async fn start(app: &App, request: SyncRequest) -> Result<Job, AppError> {
     Ok(job)
 }
 
+/// Asks the job's workers to stop. A job whose workers are gone (every lease lapsed) ends right away.
 pub async fn cancel(app: &App, id: Uuid) -> Result<Job, AppError> {
     let job = app.jobs.request_abort(id, now()).await?;
     tracing::info!(job_id = %id, "synchronization job cancel requested");
-    Ok(job)
+    Ok(end_if_abandoned(app, &job).await?.unwrap_or(job))
+}
+
+/// Ends every job in progress whose workers are gone (scheduled runs call this before starting).
+pub async fn sweep_abandoned(app: &App) -> Result<(), AppError> {
+    for header in app.jobs.list().await?.into_iter().filter(Job::is_running) {
+        if let Some(job) = app.jobs.get(header.id).await? {
+            end_if_abandoned(app, &job).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A running job none of whose open units holds a live lease has lost its workers (a message that went
+/// to the dead-letter queue, a crashed invocation): its open units end, as canceled when an abort was
+/// asked for and as failed otherwise, so the job does not stay `in_progress` for ever.
+async fn end_if_abandoned(app: &App, job: &Job) -> Result<Option<Job>, AppError> {
+    let at = now();
+    let open: Vec<&String> = job
+        .units
+        .iter()
+        .filter(|(_, u)| !u.status.is_final())
+        .map(|(key, _)| key)
+        .collect();
+    for key in &open {
+        let lease = app.jobs.lease(key).await?;
+        if lease.is_some_and(|(holder, until)| holder == job.id && until > at) {
+            return Ok(None);
+        }
+    }
+    let status = if job.abort {
+        UnitStatus::Canceled
+    } else {
+        UnitStatus::Failed("no progress within the lease: the unit's worker was lost".into())
+    };
+    for key in open {
+        app.jobs.finish_unit(job.id, key, &status, 0, at).await?;
+    }
+    let ended = app.jobs.complete_if_done(job.id, at).await?;
+    if ended.is_some() {
+        tracing::warn!(job_id = %job.id, "synchronization job ended: its workers were lost");
+    }
+    Ok(ended)
 }
 
 pub fn lease_until(
     app: &App,
     from: crate::domain::time::Timestamp,
 ) -> crate::domain::time::Timestamp {
-    from + Duration::from_std(app.sync.lease).unwrap_or(Duration::minutes(30))
+    from + Duration::from_std(app.sync.lease).unwrap_or(Duration::hours(2))
 }
 
 /// A job whose work could not be queued must not stay `in_progress` holding its leases: fail every unit.

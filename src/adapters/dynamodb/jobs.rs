@@ -195,11 +195,9 @@ impl DynamoJobStore {
         match result {
             Ok(_) => Ok(()),
             Err(err) if condition_failed(&err) => {
-                let holder = self
-                    .get_item(lease_pk(unit_key), "LEASE".into())
+                let holder = JobStore::lease(self, unit_key)
                     .await?
-                    .and_then(|item| item.get("job_id").and_then(|v| v.as_s().ok()).cloned())
-                    .unwrap_or_else(|| "unknown".into());
+                    .map_or_else(|| "unknown".to_string(), |(job_id, _)| job_id.to_string());
                 Err(AppError::Conflict(format!(
                     "synchronization job '{holder}' is already synchronizing {unit_key}"
                 )))
@@ -561,5 +559,21 @@ impl JobStore for DynamoJobStore {
             Err(err) if condition_failed(&err) => Ok(None),
             Err(err) => Err(store_error("complete job", err)),
         }
+    }
+
+    async fn lease(&self, unit_key: &str) -> Result<Option<(Uuid, Timestamp)>, AppError> {
+        let Some(item) = self.get_item(lease_pk(unit_key), "LEASE".into()).await? else {
+            return Ok(None);
+        };
+        let holder = item
+            .get("job_id")
+            .and_then(|v| v.as_s().ok())
+            .and_then(|id| Uuid::parse_str(id).ok());
+        let until = item
+            .get("lease_until")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<i64>().ok())
+            .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0));
+        Ok(holder.zip(until))
     }
 }
