@@ -193,4 +193,11 @@ pub trait CallerIdentity: Send + Sync {
 #[async_trait]
 pub trait Dispatcher: Send + Sync {
     async fn dispatch(&self, items: &[WorkItem]) -> Result<(), AppError>;
+    /// Makes a delivered message that failed for a passing reason come back after `delay`, instead of
+    /// after the queue's whole visibility timeout.
+    async fn retry_after(
+        &self,
+        receipt_handle: &str,
+        delay: std::time::Duration,
+    ) -> Result<(), AppError>;
 }

@@ -313,6 +313,11 @@ async fn a_passing_failure_is_retried_then_fails_the_unit_after_the_last_attempt
         json!([{"itemIdentifier": "m0"}]),
         "retried through SQS"
     );
+    assert_eq!(
+        parts.dispatcher.retries(),
+        vec![("r0".to_string(), std::time::Duration::from_secs(30))],
+        "the retry comes back after 30 s, not after the queue's whole visibility timeout"
+    );
     assert_eq!(job(&entry, &id).await["overall_status"], "in_progress");
     let last = entry.handle(sqs_event(&items, 4), "worker", deadline).await;
     assert_eq!(last["batchItemFailures"], json!([]));

@@ -340,13 +340,19 @@ impl KeyStore for MemoryKeyStore {
     }
 }
 
-/// Records what was dispatched instead of sending it.
+/// Records what was dispatched, and the retry delays asked for, instead of sending anything.
 #[derive(Default)]
 pub struct MemoryDispatcher {
     sent: Mutex<Vec<WorkItem>>,
+    retries: Mutex<Vec<(String, std::time::Duration)>>,
 }
 
 impl MemoryDispatcher {
+    /// The (receipt handle, delay) of every retry asked for so far.
+    pub fn retries(&self) -> Vec<(String, std::time::Duration)> {
+        lock(&self.retries).clone()
+    }
+
     /// How many items wait to be drained.
     pub fn pending(&self) -> usize {
         lock(&self.sent).len()
@@ -362,6 +368,15 @@ impl MemoryDispatcher {
 impl Dispatcher for MemoryDispatcher {
     async fn dispatch(&self, items: &[WorkItem]) -> Result<(), AppError> {
         lock(&self.sent).extend_from_slice(items);
+        Ok(())
+    }
+
+    async fn retry_after(
+        &self,
+        receipt_handle: &str,
+        delay: std::time::Duration,
+    ) -> Result<(), AppError> {
+        lock(&self.retries).push((receipt_handle.to_string(), delay));
         Ok(())
     }
 }

@@ -74,4 +74,25 @@ impl Dispatcher for SqsDispatcher {
         }
         Ok(())
     }
+
+    async fn retry_after(
+        &self,
+        receipt_handle: &str,
+        delay: std::time::Duration,
+    ) -> Result<(), AppError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(i32::try_from(delay.as_secs()).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| {
+                AppError::Internal(format!(
+                    "sqs change visibility: {}",
+                    DisplayErrorContext(&e)
+                ))
+            })?;
+        Ok(())
+    }
 }

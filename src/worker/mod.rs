@@ -8,6 +8,7 @@ use crate::domain::job::WorkItem;
 use crate::domain::time::Timestamp;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::join_all;
+use std::time::Duration;
 
 pub async fn handle_batch(app: &App, event: SqsEvent, deadline: Timestamp) -> SqsBatchResponse {
     let outcomes = join_all(
@@ -30,6 +31,11 @@ pub async fn handle_batch(app: &App, event: SqsEvent, deadline: Timestamp) -> Sq
     response
 }
 
+/// 30 s after the first failed attempt, doubling up to 15 minutes.
+fn retry_delay(attempt: u32) -> Duration {
+    Duration::from_secs((30u64 << attempt.saturating_sub(1).min(5)).min(900))
+}
+
 /// Some(message id) when the message must come back.
 async fn handle_message(app: &App, message: SqsMessage, deadline: Timestamp) -> Option<String> {
     let message_id = message.message_id.clone().unwrap_or_default();
@@ -49,8 +55,29 @@ async fn handle_message(app: &App, message: SqsMessage, deadline: Timestamp) -> 
     match unit::run(app, &item, attempt, deadline).await {
         unit::Outcome::Done => None,
         unit::Outcome::Retry(reason) => {
-            tracing::warn!(message_id, job_id = %item.job_id, unit = %item.unit_key(), attempt, %reason, "unit will be retried");
+            let delay = retry_delay(attempt);
+            tracing::warn!(message_id, job_id = %item.job_id, unit = %item.unit_key(), attempt, %reason,
+                delay_seconds = delay.as_secs(), "unit will be retried");
+            if let Some(receipt) = message.receipt_handle.as_deref()
+                && let Err(err) = app.dispatcher.retry_after(receipt, delay).await
+            {
+                // The message still comes back, after the queue's visibility timeout.
+                tracing::warn!(message_id, error = %err, "could not shorten the retry delay");
+            }
             Some(message_id)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_delay;
+    use std::time::Duration;
+
+    #[test]
+    fn retries_back_off_from_30_seconds_to_15_minutes() {
+        let delays: Vec<u64> = (1..=7).map(|a| retry_delay(a).as_secs()).collect();
+        assert_eq!(delays, vec![30, 60, 120, 240, 480, 900, 900]);
+        assert_eq!(retry_delay(0), Duration::from_secs(30));
     }
 }
