@@ -14,17 +14,6 @@ use std::cmp::Ordering;
 const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-south-1"];
 const KEYS_PER_REGION: usize = 50;
 
-fn random_account() -> String {
-    (uuid::Uuid::new_v4().as_u128() % 900_000_000_000 + 100_000_000_000).to_string()
-}
-
-async fn register(stack: &Stack, name: &str, account: &str, regions: &[&str]) {
-    let body = json!({"name": name, "account_id": account, "regions": regions,
-        "assume_role_arn": format!("arn:aws:iam::{account}:role/cckm-sync")});
-    let (status, kms) = request(&stack.entry, "POST", "/api/v1/cckm/aws/kms", Some(body)).await;
-    assert_eq!(status, 201, "{kms}");
-}
-
 /// A varied region: specs, usages, disabled and pending-deletion keys, aliases, tags, multi-region keys.
 async fn seed(kms: &aws_sdk_kms::Client, region: &str) {
     for n in 0..KEYS_PER_REGION {
@@ -105,18 +94,6 @@ async fn list(stack: &Stack, query: &str) -> (u16, Value) {
     .await
 }
 
-async fn resources(stack: &Stack, query: &str) -> Vec<Value> {
-    let (status, page) = list(stack, &format!("limit=-1&{query}")).await;
-    assert_eq!(status, 200, "{query}: {page}");
-    let items = page["resources"].as_array().cloned().unwrap_or_default();
-    assert_eq!(
-        page["total"].as_u64(),
-        Some(items.len() as u64),
-        "{query}: total"
-    );
-    items
-}
-
 fn ids(items: &[Value]) -> Vec<String> {
     let mut ids: Vec<String> = items
         .iter()
@@ -170,8 +147,8 @@ async fn every_filter_sort_and_page_agrees_with_an_independent_computation_over_
             seed(&emulator.kms_in(account, region).await, region).await;
         }
     }
-    register(&stack, "alpha", &a, &REGIONS).await;
-    register(&stack, "beta", &b, &REGIONS).await;
+    register_kms(&stack.entry, "alpha", &a, &REGIONS).await;
+    register_kms(&stack.entry, "beta", &b, &REGIONS).await;
     // A record AWS no longer lists: the sync flags it gone.
     let phantom_arn = format!("arn:aws:kms:eu-west-1:{a}:key/00000000-0000-4000-8000-00000000dead");
     let mut phantom: KeyRecord = serde_json::from_value(json!({
@@ -190,7 +167,7 @@ async fn every_filter_sort_and_page_agrees_with_an_independent_computation_over_
     let job = sync(&stack, json!({"synchronize_all": true})).await;
     assert_eq!(job["progress"]["keys_gone"], 1);
 
-    let all = resources(&stack, "").await;
+    let all = list_keys(&stack.entry, "").await;
     assert_eq!(
         all.len(),
         2 * 3 * KEYS_PER_REGION + 1,
@@ -289,7 +266,7 @@ async fn every_filter_sort_and_page_agrees_with_an_independent_computation_over_
     ];
     for (query, predicate) in &filters {
         let expected: Vec<Value> = all.iter().filter(|k| predicate(k)).cloned().collect();
-        let got = resources(&stack, query).await;
+        let got = list_keys(&stack.entry, query).await;
         assert_eq!(ids(&got), ids(&expected), "filter {query}");
         assert!(
             !expected.is_empty() || query.contains("nobody"),
@@ -309,7 +286,7 @@ async fn every_filter_sort_and_page_agrees_with_an_independent_computation_over_
         "aws_param.Alias",
         "-synced_at,aws_param.MultiRegion",
     ] {
-        let got = resources(&stack, &format!("sort={sort}")).await;
+        let got = list_keys(&stack.entry, &format!("sort={sort}")).await;
         assert_eq!(ids(&got), ids(&all), "sort {sort} keeps every key");
         let keys: Vec<(&str, bool)> = sort
             .split(',')
@@ -333,7 +310,7 @@ async fn every_filter_sort_and_page_agrees_with_an_independent_computation_over_
     }
 
     // Pages of 37 by ARN: consistent totals, no key twice, none missing.
-    let by_arn = resources(&stack, "sort=aws_param.Arn").await;
+    let by_arn = list_keys(&stack.entry, "sort=aws_param.Arn").await;
     let mut paged = Vec::new();
     for skip in (0..by_arn.len()).step_by(37) {
         let (status, page) =
@@ -383,9 +360,11 @@ async fn refresh_rereads_one_key_after_a_tag_change_and_a_scheduled_deletion() {
         .key_metadata
         .unwrap()
         .key_id;
-    register(&stack, "r", &account, &["us-east-1"]).await;
+    register_kms(&stack.entry, "r", &account, &["us-east-1"]).await;
     sync(&stack, json!({"kms": ["r"]})).await;
-    let record = resources(&stack, &format!("keyid={key}")).await.remove(0);
+    let record = list_keys(&stack.entry, &format!("keyid={key}"))
+        .await
+        .remove(0);
     let id = record["id"].as_str().unwrap();
     assert_eq!(record["aws_param"]["Tags"], json!([]));
 
@@ -448,7 +427,12 @@ async fn refresh_rereads_one_key_after_a_tag_change_and_a_scheduled_deletion() {
     .await;
     assert_eq!(doomed["aws_param"]["KeyState"], "PendingDeletion");
     assert!(doomed["aws_param"]["DeletionDate"].is_string());
-    assert_eq!(resources(&stack, "keystate=PendingDeletion").await.len(), 1);
+    assert_eq!(
+        list_keys(&stack.entry, "keystate=PendingDeletion")
+            .await
+            .len(),
+        1
+    );
 
     let unknown = request(
         &stack.entry,
@@ -467,7 +451,7 @@ async fn a_deleted_record_comes_back_with_the_same_id_on_the_next_sync() {
     let account = random_account();
     let kms = emulator.kms_in(&account, "ap-south-1").await;
     let key = kms.create_key().send().await.unwrap().key_metadata.unwrap();
-    register(&stack, "d", &account, &["ap-south-1"]).await;
+    register_kms(&stack.entry, "d", &account, &["ap-south-1"]).await;
     sync(&stack, json!({"kms": ["d"]})).await;
     let id = key_record_id(key.arn().unwrap()).to_string();
     let (status, _) = request(

@@ -229,45 +229,9 @@ async fn entry_with(kms: ScriptedKms, regions: &[&str]) -> (Entry, MemoryParts) 
 }
 
 async fn sync(entry: &Entry, parts: &MemoryParts) -> Value {
-    let (status, job) = request(
-        entry,
-        "POST",
-        "/api/v1/cckm/aws/synchronization-jobs",
-        Some(json!({"kms": ["scripted"]})),
-    )
-    .await;
-    assert_eq!(status, 201, "{job}");
-    loop {
-        let items = parts.dispatcher.drain();
-        if items.is_empty() {
-            break;
-        }
-        let records: Vec<Value> = items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| {
-                json!({"messageId": format!("m{i}"), "body": serde_json::to_string(item).unwrap(),
-                "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs"})
-            })
-            .collect();
-        let response = entry
-            .handle(
-                json!({"Records": records}),
-                "w",
-                chrono::Utc::now() + chrono::Duration::minutes(15),
-            )
-            .await;
-        assert_eq!(response["batchItemFailures"], json!([]));
-    }
-    let id = job["id"].as_str().unwrap();
-    request(
-        entry,
-        "GET",
-        &format!("/api/v1/cckm/aws/synchronization-jobs/{id}"),
-        None,
-    )
-    .await
-    .1
+    let id = start_job(entry, json!({"kms": ["scripted"]})).await;
+    run_workers(entry, parts).await;
+    get_job(entry, &id).await
 }
 
 #[tokio::test]

@@ -6,24 +6,12 @@ mod common;
 
 use aws_sdk_kms::Client as KmsClient;
 use aws_sdk_kms::types::{KeySpec, KeyUsageType, Tag};
-use common::emulator::{Stack, shared};
+use common::emulator::shared;
 use common::*;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-south-1"];
-
-fn random_account() -> String {
-    let n = uuid::Uuid::new_v4().as_u128() % 900_000_000_000 + 100_000_000_000;
-    n.to_string()
-}
-
-async fn register(stack: &Stack, name: &str, account: &str) {
-    let body = json!({"name": name, "account_id": account, "regions": REGIONS,
-        "assume_role_arn": format!("arn:aws:iam::{account}:role/cckm-sync")});
-    let (status, kms) = request(&stack.entry, "POST", "/api/v1/cckm/aws/kms", Some(body)).await;
-    assert_eq!(status, 201, "{kms}");
-}
 
 fn tag(key: &str, value: &str) -> Tag {
     Tag::builder()
@@ -161,41 +149,6 @@ async fn expected_param(kms: &KmsClient, key_id: &str) -> Value {
     })
 }
 
-async fn synced_keys(stack: &Stack, query: &str) -> Vec<Value> {
-    let (status, list) = request(
-        &stack.entry,
-        "GET",
-        &format!("/api/v1/cckm/aws/keys?limit=-1&{query}"),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{list}");
-    list["resources"].as_array().cloned().unwrap_or_default()
-}
-
-async fn start(stack: &Stack, body: Value) -> String {
-    let (status, job) = request(
-        &stack.entry,
-        "POST",
-        "/api/v1/cckm/aws/synchronization-jobs",
-        Some(body),
-    )
-    .await;
-    assert_eq!(status, 201, "{job}");
-    job["id"].as_str().unwrap().to_string()
-}
-
-async fn job(stack: &Stack, id: &str) -> Value {
-    request(
-        &stack.entry,
-        "GET",
-        &format!("/api/v1/cckm/aws/synchronization-jobs/{id}"),
-        None,
-    )
-    .await
-    .1
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_accounts_three_regions_every_key_kind_every_field_as_the_emulator_reports() {
     let emulator = shared();
@@ -224,13 +177,16 @@ async fn two_accounts_three_regions_every_key_kind_every_field_as_the_emulator_r
         .send()
         .await
         .unwrap();
-    register(&stack, "acct-a", &accounts[0]).await;
-    register(&stack, "acct-b", &accounts[1]).await;
+    register_kms(&stack.entry, "acct-a", &accounts[0], &REGIONS).await;
+    register_kms(&stack.entry, "acct-b", &accounts[1], &REGIONS).await;
 
-    let id = start(&stack, json!({"kms": ["acct-a", "acct-b"]})).await;
-    assert_eq!(job(&stack, &id).await["overall_status"], "in_progress");
+    let id = start_job(&stack.entry, json!({"kms": ["acct-a", "acct-b"]})).await;
+    assert_eq!(
+        get_job(&stack.entry, &id).await["overall_status"],
+        "in_progress"
+    );
     stack.drain_queue().await;
-    let done = job(&stack, &id).await;
+    let done = get_job(&stack.entry, &id).await;
     assert_eq!(done["overall_status"], "completed", "{done}");
     assert_eq!(done["detailed_status"].as_object().unwrap().len(), 6);
     assert!(
@@ -243,7 +199,7 @@ async fn two_accounts_three_regions_every_key_kind_every_field_as_the_emulator_r
     let expected_total = seeded.values().map(BTreeMap::len).sum::<usize>() + 2;
     assert_eq!(done["progress"]["keys_synced"], expected_total as u64);
 
-    let keys = synced_keys(&stack, "").await;
+    let keys = list_keys(&stack.entry, "").await;
     assert_eq!(keys.len(), expected_total);
     for key in &keys {
         let param = &key["aws_param"];
@@ -347,7 +303,7 @@ async fn two_accounts_three_regions_every_key_kind_every_field_as_the_emulator_r
     );
 
     // Filters read the key index by (account, region) and agree with the full list.
-    let east_a = synced_keys(&stack, "kms=acct-a&region=us-east-1").await;
+    let east_a = list_keys(&stack.entry, "kms=acct-a&region=us-east-1").await;
     let expected_east_a = keys
         .iter()
         .filter(|k| k["kms"] == "acct-a" && k["region"] == "us-east-1")
@@ -381,9 +337,9 @@ async fn a_second_sync_flags_deleted_keys_gone_keeps_ids_and_created_at_and_sees
             .0,
         201
     );
-    start(&stack, json!({"kms": ["one"]})).await;
+    start_job(&stack.entry, json!({"kms": ["one"]})).await;
     stack.drain_queue().await;
-    let first = synced_keys(&stack, "").await;
+    let first = list_keys(&stack.entry, "").await;
     assert_eq!(first.len(), 4);
 
     // moto removes nothing, so "deleted" is a key whose record we made for an ARN AWS does not list.
@@ -422,17 +378,17 @@ async fn a_second_sync_flags_deleted_keys_gone_keeps_ids_and_created_at_and_sees
         .await
         .unwrap();
 
-    let second = start(&stack, json!({"kms": ["one"]})).await;
+    let second = start_job(&stack.entry, json!({"kms": ["one"]})).await;
     stack.drain_queue().await;
-    let second_job = job(&stack, &second).await;
+    let second_job = get_job(&stack.entry, &second).await;
     assert_eq!(second_job["overall_status"], "completed");
     assert_eq!(second_job["progress"]["keys_gone"], 1);
-    let after = synced_keys(&stack, "").await;
+    let after = list_keys(&stack.entry, "").await;
     assert_eq!(after.len(), 6);
     let gone: Vec<&Value> = after.iter().filter(|k| k["gone"] == true).collect();
     assert_eq!(gone.len(), 1);
     assert_eq!(gone[0]["id"], phantom.id.to_string());
-    assert_eq!(synced_keys(&stack, "gone=true").await.len(), 1);
+    assert_eq!(list_keys(&stack.entry, "gone=true").await.len(), 1);
     for old in &first {
         let now = after
             .iter()
@@ -472,8 +428,8 @@ async fn cancel_mid_job_ends_completed_with_abort_and_overlap_is_refused_until_t
             .await
             .unwrap();
     }
-    register(&stack, "c", &account).await;
-    let id = start(&stack, json!({"kms": ["c"]})).await;
+    register_kms(&stack.entry, "c", &account, &REGIONS).await;
+    let id = start_job(&stack.entry, json!({"kms": ["c"]})).await;
     let overlap = request(
         &stack.entry,
         "POST",
@@ -498,7 +454,7 @@ async fn cancel_mid_job_ends_completed_with_abort_and_overlap_is_refused_until_t
     assert_eq!((status, &cancelled["abort"]), (200, &json!(true)));
     assert_eq!(cancelled["overall_status"], "in_progress");
     stack.drain_queue().await;
-    let ended = job(&stack, &id).await;
+    let ended = get_job(&stack.entry, &id).await;
     assert_eq!(
         (ended["overall_status"].as_str(), ended["abort"].as_bool()),
         (Some("completed"), Some(true)),
@@ -527,7 +483,7 @@ async fn cancel_mid_job_ends_completed_with_abort_and_overlap_is_refused_until_t
         "{statuses:?}"
     );
     assert_eq!(
-        synced_keys(&stack, "").await.len(),
+        list_keys(&stack.entry, "").await.len(),
         1,
         "only the unit that ran before the cancel stored keys"
     );
@@ -539,7 +495,11 @@ async fn cancel_mid_job_ends_completed_with_abort_and_overlap_is_refused_until_t
     )
     .await;
     assert_cckm_error(&again, 409, 4);
-    start(&stack, json!({"kms": ["c"], "regions": ["ap-south-1"]})).await;
+    start_job(
+        &stack.entry,
+        json!({"kms": ["c"], "regions": ["ap-south-1"]}),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -558,18 +518,18 @@ async fn synchronize_all_covers_every_registered_kms_and_region() {
                 .unwrap();
         }
     }
-    register(&stack, "a", &a).await;
-    register(&stack, "b", &b).await;
-    let id = start(&stack, json!({"synchronize_all": true})).await;
-    let started = job(&stack, &id).await;
+    register_kms(&stack.entry, "a", &a, &REGIONS).await;
+    register_kms(&stack.entry, "b", &b, &REGIONS).await;
+    let id = start_job(&stack.entry, json!({"synchronize_all": true})).await;
+    let started = get_job(&stack.entry, &id).await;
     assert_eq!(started["kms"], json!([]));
     assert_eq!(started["regions"], json!([]));
     assert_eq!(started["detailed_status"].as_object().unwrap().len(), 6);
     stack.drain_queue().await;
-    let done = job(&stack, &id).await;
+    let done = get_job(&stack.entry, &id).await;
     assert_eq!(done["overall_status"], "completed", "{done}");
     assert_eq!(done["progress"]["keys_synced"], 6);
-    assert_eq!(synced_keys(&stack, "").await.len(), 6);
+    assert_eq!(list_keys(&stack.entry, "").await.len(), 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -577,7 +537,7 @@ async fn a_lapsed_lease_in_dynamodb_lets_a_new_job_start_when_a_worker_died() {
     let emulator = shared();
     let stack = emulator.stack().await;
     let account = random_account();
-    register(&stack, "l", &account).await;
+    register_kms(&stack.entry, "l", &account, &REGIONS).await;
     let mut app = stack.entry.app.clone();
     app.sync.lease = std::time::Duration::from_secs(1);
     let entry = entry_for(app);
@@ -615,7 +575,7 @@ async fn a_lapsed_lease_in_dynamodb_lets_a_new_job_start_when_a_worker_died() {
 async fn cancelling_a_job_whose_workers_are_gone_ends_it_at_once_in_dynamodb() {
     let emulator = shared();
     let stack = emulator.stack().await;
-    register(&stack, "gone", &random_account()).await;
+    register_kms(&stack.entry, "gone", &random_account(), &REGIONS).await;
     let mut app = stack.entry.app.clone();
     app.sync.lease = std::time::Duration::from_secs(1);
     let entry = entry_for(app);

@@ -5,7 +5,6 @@
 mod common;
 
 use cckm_aws_sync::app::MemoryParts;
-use cckm_aws_sync::domain::job::WorkItem;
 use cckm_aws_sync::domain::key::{AwsParam, KeyDetails};
 use cckm_aws_sync::entry::Entry;
 use cckm_aws_sync::ports::{KeyStore, SourceError};
@@ -34,34 +33,6 @@ fn key(region: &str, n: usize) -> KeyDetails {
     }
 }
 
-fn sqs_event(items: &[WorkItem], receive_count: u32) -> Value {
-    let records: Vec<Value> = items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| json!({
-            "messageId": format!("m{i}"), "receiptHandle": format!("r{i}"), "body": serde_json::to_string(item).unwrap(),
-            "attributes": {"ApproximateReceiveCount": receive_count.to_string()}, "messageAttributes": {},
-            "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:work", "awsRegion": "us-east-1"
-        }))
-        .collect();
-    json!({"Records": records})
-}
-
-/// Plays Lambda's event source mapping: hands every dispatched item to the worker until none is left.
-async fn run_workers(entry: &Entry, parts: &MemoryParts) -> usize {
-    let mut batches = 0;
-    loop {
-        let items = parts.dispatcher.drain();
-        if items.is_empty() {
-            return batches;
-        }
-        let deadline = chrono::Utc::now() + chrono::Duration::minutes(15);
-        let response = entry.handle(sqs_event(&items, 1), "worker", deadline).await;
-        assert_eq!(response["batchItemFailures"], json!([]), "{response}");
-        batches += 1;
-    }
-}
-
 async fn setup(regions: &[&str], page_size: usize) -> (Entry, MemoryParts) {
     let (entry, parts) = memory_entry(page_size);
     let body = json!({"name": "demo", "account_id": ACCOUNT, "regions": regions,
@@ -69,29 +40,6 @@ async fn setup(regions: &[&str], page_size: usize) -> (Entry, MemoryParts) {
     let (status, _) = request(&entry, "POST", "/api/v1/cckm/aws/kms", Some(body)).await;
     assert_eq!(status, 201);
     (entry, parts)
-}
-
-async fn start_job(entry: &Entry) -> String {
-    let (status, job) = request(
-        entry,
-        "POST",
-        "/api/v1/cckm/aws/synchronization-jobs",
-        Some(json!({"kms": ["demo"]})),
-    )
-    .await;
-    assert_eq!(status, 201, "{job}");
-    job["id"].as_str().unwrap().to_string()
-}
-
-async fn job(entry: &Entry, id: &str) -> Value {
-    request(
-        entry,
-        "GET",
-        &format!("/api/v1/cckm/aws/synchronization-jobs/{id}"),
-        None,
-    )
-    .await
-    .1
 }
 
 #[tokio::test]
@@ -105,9 +53,9 @@ async fn a_job_pages_through_every_key_and_completes_once() {
     parts
         .source
         .put_key(ACCOUNT, "eu-west-1", key("eu-west-1", 100));
-    let id = start_job(&entry).await;
+    let id = start_job(&entry, json!({"kms": ["demo"]})).await;
     run_workers(&entry, &parts).await;
-    let job = job(&entry, &id).await;
+    let job = get_job(&entry, &id).await;
     assert_eq!(job["overall_status"], "completed", "{job}");
     assert_eq!(
         job["detailed_status"]["111122223333/us-east-1"],
@@ -138,9 +86,9 @@ async fn a_second_sync_flags_missing_keys_gone_keeps_created_at_and_unflags_retu
             .source
             .put_key(ACCOUNT, "us-east-1", key("us-east-1", n));
     }
-    let first = start_job(&entry).await;
+    let first = start_job(&entry, json!({"kms": ["demo"]})).await;
     run_workers(&entry, &parts).await;
-    assert_eq!(job(&entry, &first).await["overall_status"], "completed");
+    assert_eq!(get_job(&entry, &first).await["overall_status"], "completed");
     let before = parts.keys.list(None).await.unwrap();
     let gone_key = key("us-east-1", 1);
     parts
@@ -149,9 +97,9 @@ async fn a_second_sync_flags_missing_keys_gone_keeps_created_at_and_unflags_retu
     parts
         .source
         .put_key(ACCOUNT, "us-east-1", key("us-east-1", 7));
-    let second = start_job(&entry).await;
+    let second = start_job(&entry, json!({"kms": ["demo"]})).await;
     run_workers(&entry, &parts).await;
-    let second_job = job(&entry, &second).await;
+    let second_job = get_job(&entry, &second).await;
     assert_eq!(second_job["progress"]["keys_gone"], 1, "{second_job}");
     let after = parts.keys.list(None).await.unwrap();
     assert_eq!(after.len(), 6);
@@ -171,7 +119,7 @@ async fn a_second_sync_flags_missing_keys_gone_keeps_created_at_and_unflags_retu
         }
     }
     parts.source.put_key(ACCOUNT, "us-east-1", gone_key.clone());
-    start_job(&entry).await;
+    start_job(&entry, json!({"kms": ["demo"]})).await;
     run_workers(&entry, &parts).await;
     let back = parts.keys.list(None).await.unwrap();
     assert!(
@@ -189,16 +137,16 @@ async fn a_refused_region_fails_its_unit_and_the_job_and_flags_nothing_gone_ther
     parts
         .source
         .put_key(ACCOUNT, "eu-west-1", key("eu-west-1", 2));
-    start_job(&entry).await;
+    start_job(&entry, json!({"kms": ["demo"]})).await;
     run_workers(&entry, &parts).await;
     parts.source.refuse(
         ACCOUNT,
         "eu-west-1",
         SourceError::Refused("ListKeys: AccessDeniedException: denied".into()),
     );
-    let id = start_job(&entry).await;
+    let id = start_job(&entry, json!({"kms": ["demo"]})).await;
     run_workers(&entry, &parts).await;
-    let job = job(&entry, &id).await;
+    let job = get_job(&entry, &id).await;
     assert_eq!(job["overall_status"], "failed");
     assert_eq!(
         job["detailed_status"]["111122223333/us-east-1"],
@@ -219,7 +167,7 @@ async fn cancel_stops_the_units_and_the_job_ends_completed_with_abort() {
             .source
             .put_key(ACCOUNT, "us-east-1", key("us-east-1", n));
     }
-    let id = start_job(&entry).await;
+    let id = start_job(&entry, json!({"kms": ["demo"]})).await;
     let (status, _) = request(
         &entry,
         "POST",
@@ -229,7 +177,7 @@ async fn cancel_stops_the_units_and_the_job_ends_completed_with_abort() {
     .await;
     assert_eq!(status, 200);
     run_workers(&entry, &parts).await;
-    let job = job(&entry, &id).await;
+    let job = get_job(&entry, &id).await;
     assert_eq!(
         (job["overall_status"].as_str(), job["abort"].as_bool()),
         (Some("completed"), Some(true)),
@@ -257,13 +205,13 @@ async fn a_redelivered_message_counts_nothing_twice() {
             .source
             .put_key(ACCOUNT, "us-east-1", key("us-east-1", n));
     }
-    let id = start_job(&entry).await;
+    let id = start_job(&entry, json!({"kms": ["demo"]})).await;
     let items = parts.dispatcher.drain();
     let deadline = chrono::Utc::now() + chrono::Duration::minutes(15);
     entry.handle(sqs_event(&items, 1), "worker", deadline).await;
     let response = entry.handle(sqs_event(&items, 2), "worker", deadline).await;
     assert_eq!(response["batchItemFailures"], json!([]));
-    let job = job(&entry, &id).await;
+    let job = get_job(&entry, &id).await;
     assert_eq!(job["overall_status"], "completed");
     assert_eq!(job["progress"]["keys_synced"], 5);
     assert_eq!(job["progress"]["units_done"], 1);
@@ -277,7 +225,7 @@ async fn a_unit_near_its_deadline_hands_its_marker_to_a_new_message() {
             .source
             .put_key(ACCOUNT, "us-east-1", key("us-east-1", n));
     }
-    let id = start_job(&entry).await;
+    let id = start_job(&entry, json!({"kms": ["demo"]})).await;
     let items = parts.dispatcher.drain();
     // Less time left than the safety margin: one page, then a continuation.
     let near = chrono::Utc::now() + chrono::Duration::seconds(10);
@@ -285,12 +233,12 @@ async fn a_unit_near_its_deadline_hands_its_marker_to_a_new_message() {
     let continuation = parts.dispatcher.drain();
     assert_eq!(continuation.len(), 1);
     assert_eq!(continuation[0].marker.as_deref(), Some("2"));
-    assert_eq!(job(&entry, &id).await["overall_status"], "in_progress");
+    assert_eq!(get_job(&entry, &id).await["overall_status"], "in_progress");
     let deadline = chrono::Utc::now() + chrono::Duration::minutes(15);
     entry
         .handle(sqs_event(&continuation, 1), "worker", deadline)
         .await;
-    let job = job(&entry, &id).await;
+    let job = get_job(&entry, &id).await;
     assert_eq!(job["overall_status"], "completed");
     assert_eq!(job["progress"]["keys_synced"], 5);
     assert_eq!(parts.keys.list(None).await.unwrap().len(), 5);
@@ -304,7 +252,7 @@ async fn a_passing_failure_is_retried_then_fails_the_unit_after_the_last_attempt
         "us-east-1",
         SourceError::Transient("ListKeys: ThrottlingException".into()),
     );
-    let id = start_job(&entry).await;
+    let id = start_job(&entry, json!({"kms": ["demo"]})).await;
     let items = parts.dispatcher.drain();
     let deadline = chrono::Utc::now() + chrono::Duration::minutes(15);
     let first = entry.handle(sqs_event(&items, 1), "worker", deadline).await;
@@ -318,10 +266,10 @@ async fn a_passing_failure_is_retried_then_fails_the_unit_after_the_last_attempt
         vec![("r0".to_string(), std::time::Duration::from_secs(30))],
         "the retry comes back after 30 s, not after the queue's whole visibility timeout"
     );
-    assert_eq!(job(&entry, &id).await["overall_status"], "in_progress");
+    assert_eq!(get_job(&entry, &id).await["overall_status"], "in_progress");
     let last = entry.handle(sqs_event(&items, 4), "worker", deadline).await;
     assert_eq!(last["batchItemFailures"], json!([]));
-    let job = job(&entry, &id).await;
+    let job = get_job(&entry, &id).await;
     assert_eq!(job["overall_status"], "failed");
     assert!(
         job["detailed_status"]["111122223333/us-east-1"]
@@ -337,7 +285,7 @@ async fn a_malformed_message_is_reported_failed_and_the_rest_of_the_batch_procee
     parts
         .source
         .put_key(ACCOUNT, "us-east-1", key("us-east-1", 1));
-    let id = start_job(&entry).await;
+    let id = start_job(&entry, json!({"kms": ["demo"]})).await;
     let items = parts.dispatcher.drain();
     let mut event = sqs_event(&items, 1);
     let mut bad = event["Records"][0].clone();
@@ -355,7 +303,7 @@ async fn a_malformed_message_is_reported_failed_and_the_rest_of_the_batch_procee
         response["batchItemFailures"],
         json!([{"itemIdentifier": "bad"}])
     );
-    assert_eq!(job(&entry, &id).await["overall_status"], "completed");
+    assert_eq!(get_job(&entry, &id).await["overall_status"], "completed");
 }
 
 #[tokio::test]
@@ -364,7 +312,7 @@ async fn a_lapsed_lease_lets_a_new_job_start_when_a_worker_died() {
     let mut app = entry.app.clone();
     app.sync.lease = std::time::Duration::from_secs(1);
     let entry = entry_for(app);
-    let first = start_job(&entry).await;
+    let first = start_job(&entry, json!({"kms": ["demo"]})).await;
     let overlap = request(
         &entry,
         "POST",
@@ -375,7 +323,7 @@ async fn a_lapsed_lease_lets_a_new_job_start_when_a_worker_died() {
     assert_cckm_error(&overlap, 409, 4);
     // No worker ever picks the first job up: its lease lapses.
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let second = start_job(&entry).await;
+    let second = start_job(&entry, json!({"kms": ["demo"]})).await;
     assert_ne!(first, second);
 }
 
@@ -385,7 +333,7 @@ async fn abandoned_job() -> (Entry, MemoryParts, String) {
     let mut app = entry.app.clone();
     app.sync.lease = std::time::Duration::from_secs(1);
     let entry = entry_for(app);
-    let id = start_job(&entry).await;
+    let id = start_job(&entry, json!({"kms": ["demo"]})).await;
     parts.dispatcher.drain();
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     (entry, parts, id)
@@ -427,7 +375,7 @@ async fn a_scheduled_run_fails_abandoned_jobs_before_it_starts() {
         )
         .await;
     assert_eq!(started["started"], true, "{started}");
-    let old = job(&entry, &id).await;
+    let old = get_job(&entry, &id).await;
     assert_eq!(old["overall_status"], "failed", "{old}");
     assert!(
         old["detailed_status"]["111122223333/us-east-1"]

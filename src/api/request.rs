@@ -40,18 +40,11 @@ impl HttpRequest {
             .clone()
             .or_else(|| context.path.clone())
             .unwrap_or_default();
-        let mut query = QueryMap::new();
-        let source = if event.multi_value_query_string_parameters.is_empty() {
+        let query = collect_query(if event.multi_value_query_string_parameters.is_empty() {
             &event.query_string_parameters
         } else {
             &event.multi_value_query_string_parameters
-        };
-        for (name, value) in source.iter() {
-            query
-                .entry(name.to_string())
-                .or_default()
-                .push(value.to_string());
-        }
+        });
         let (body, body_error) = decode_body(event.body.as_deref(), event.is_base64_encoded);
         HttpRequest {
             method: event.http_method.as_str().to_string(),
@@ -76,18 +69,10 @@ impl HttpRequest {
             .clone()
             .or_else(|| context.http.path.clone())
             .unwrap_or_default();
+        // The raw query string keeps repeated names (`kms=a&kms=b`) that the parsed map joins with commas.
         let query = match event.raw_query_string.as_deref() {
             Some(raw) => parse_query_string(raw),
-            None => {
-                let mut query = QueryMap::new();
-                for (name, value) in event.query_string_parameters.iter() {
-                    query
-                        .entry(name.to_string())
-                        .or_default()
-                        .push(value.to_string());
-                }
-                query
-            }
+            None => collect_query(&event.query_string_parameters),
         };
         let (body, body_error) = decode_body(event.body.as_deref(), event.is_base64_encoded);
         HttpRequest {
@@ -109,6 +94,17 @@ impl HttpRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)
     }
+}
+
+fn collect_query(parameters: &aws_lambda_events::query_map::QueryMap) -> QueryMap {
+    let mut query = QueryMap::new();
+    for (name, value) in parameters.iter() {
+        query
+            .entry(name.to_string())
+            .or_default()
+            .push(value.to_string());
+    }
+    query
 }
 
 fn decode_body(body: Option<&str>, base64_encoded: bool) -> (Vec<u8>, Option<String>) {

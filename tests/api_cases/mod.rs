@@ -35,26 +35,11 @@ macro_rules! api_tests {
     };
 }
 
-async fn register(
-    entry: &cckm_aws_sync::entry::Entry,
-    name: &str,
-    account: &str,
-    regions: &[&str],
-) -> Value {
-    let mut body = json!({"name": name, "account_id": account, "regions": regions});
-    if account != OWN_ACCOUNT {
-        body["assume_role_arn"] = Value::from(format!("arn:aws:iam::{account}:role/cckm-sync"));
-    }
-    let (status, kms) = request(entry, "POST", "/api/v1/cckm/aws/kms", Some(body)).await;
-    assert_eq!(status, 201, "{kms}");
-    kms
-}
-
 pub async fn create_kms_answers_the_cckm_object_and_refuses_a_second_of_the_same_name(
     backend: &Backend,
 ) {
     let entry = backend.entry();
-    let kms = register(entry, "prod", "111122223333", &["us-east-1"]).await;
+    let kms = register_kms(entry, "prod", "111122223333", &["us-east-1"]).await;
     assert_eq!(kms["name"], "prod");
     assert_eq!(kms["arn"], "arn:aws:iam::111122223333:root");
     assert_eq!(kms["status"], "ACTIVE");
@@ -87,16 +72,16 @@ pub async fn kms_without_a_role_must_be_the_functions_own_account(backend: &Back
     )
     .await;
     assert_cckm_error(&response, 400, 9);
-    register(entry, "own", OWN_ACCOUNT, &["us-east-1"]).await;
+    register_kms(entry, "own", OWN_ACCOUNT, &["us-east-1"]).await;
 }
 
 pub async fn kms_get_list_patch_delete(backend: &Backend) {
     let entry = backend.entry();
-    let kms = register(entry, "prod", "111122223333", &["us-east-1"]).await;
+    let kms = register_kms(entry, "prod", "111122223333", &["us-east-1"]).await;
     let id = kms["id"].as_str().unwrap();
     let (status, got) = request(entry, "GET", &format!("/api/v1/cckm/aws/kms/{id}"), None).await;
     assert_eq!((status, &got["name"]), (200, &json!("prod")));
-    register(entry, "dev", "444455556666", &["eu-west-1"]).await;
+    register_kms(entry, "dev", "444455556666", &["eu-west-1"]).await;
     let (status, list) = request(entry, "GET", "/api/v1/cckm/aws/kms?name=dev", None).await;
     assert_eq!(status, 200);
     assert_eq!(list["total"], 1);
@@ -131,7 +116,7 @@ pub async fn create_job_answers_201_with_the_job_object_and_queues_one_item_per_
     backend: &Backend,
 ) {
     let entry = backend.entry();
-    register(entry, "demo", "111122223333", &["us-east-1", "eu-west-1"]).await;
+    register_kms(entry, "demo", "111122223333", &["us-east-1", "eu-west-1"]).await;
     let (status, job) = request(
         entry,
         "POST",
@@ -173,7 +158,7 @@ pub async fn create_job_answers_201_with_the_job_object_and_queues_one_item_per_
 
 pub async fn every_create_job_rule_is_enforced_and_nothing_is_written(backend: &Backend) {
     let entry = backend.entry();
-    register(entry, "demo", "111122223333", &["us-east-1"]).await;
+    register_kms(entry, "demo", "111122223333", &["us-east-1"]).await;
     let big = "x".repeat(65 * 1024);
     let cases: Vec<(Value, u16, u64, &str)> = vec![
         (
@@ -260,7 +245,7 @@ pub async fn every_create_job_rule_is_enforced_and_nothing_is_written(backend: &
 
 pub async fn an_overlapping_job_is_refused_naming_the_running_one(backend: &Backend) {
     let entry = backend.entry();
-    register(entry, "demo", "111122223333", &["us-east-1", "eu-west-1"]).await;
+    register_kms(entry, "demo", "111122223333", &["us-east-1", "eu-west-1"]).await;
     let (_, first) = request(
         entry,
         "POST",
@@ -299,7 +284,7 @@ pub async fn list_jobs_filters_sorts_and_pages(backend: &Backend) {
         ("b", "222222222222"),
         ("c", "333333333333"),
     ] {
-        register(entry, name, account, &["us-east-1"]).await;
+        register_kms(entry, name, account, &["us-east-1"]).await;
         let (status, _) = request(
             entry,
             "POST",
@@ -478,7 +463,7 @@ pub async fn unknown_routes_are_404_and_wrong_methods_405(backend: &Backend) {
 
 pub async fn paths_work_with_and_without_api_and_under_a_rest_stage(backend: &Backend) {
     let entry = backend.entry();
-    register(entry, "demo", "111122223333", &["us-east-1"]).await;
+    register_kms(entry, "demo", "111122223333", &["us-east-1"]).await;
     let (status, _) = request(entry, "GET", "/v1/cckm/aws/kms", None).await;
     assert_eq!(status, 200);
     let event = v1_event(
@@ -525,7 +510,7 @@ pub async fn cancel_sets_abort_and_a_finished_or_unknown_job_cannot_be_cancelled
     backend: &Backend,
 ) {
     let entry = backend.entry();
-    register(entry, "demo", "111122223333", &["us-east-1"]).await;
+    register_kms(entry, "demo", "111122223333", &["us-east-1"]).await;
     let (_, job) = request(
         entry,
         "POST",
@@ -561,7 +546,7 @@ pub async fn cancel_sets_abort_and_a_finished_or_unknown_job_cannot_be_cancelled
 
 pub async fn deleting_a_kms_used_by_a_running_job_is_refused(backend: &Backend) {
     let entry = backend.entry();
-    let kms = register(entry, "busy", "111122223333", &["us-east-1"]).await;
+    let kms = register_kms(entry, "busy", "111122223333", &["us-east-1"]).await;
     let id = kms["id"].as_str().unwrap();
     let (status, job) = request(
         entry,

@@ -8,6 +8,7 @@ pub mod emulator;
 use cckm_aws_sync::api::auth::Authenticator;
 use cckm_aws_sync::app::{App, MemoryParts};
 use cckm_aws_sync::config::AuthConfig;
+use cckm_aws_sync::domain::job::WorkItem;
 use cckm_aws_sync::entry::Entry;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
@@ -166,4 +167,96 @@ pub fn assert_cckm_error(response: &(u16, Value), status: u16, code: u64) {
         body["message"].as_str().is_some_and(|m| !m.is_empty()),
         "message: {body}"
     );
+}
+
+/// A random 12-digit AWS account id, so that tests sharing the emulator never see each other's keys.
+pub fn random_account() -> String {
+    (uuid::Uuid::new_v4().as_u128() % 900_000_000_000 + 100_000_000_000).to_string()
+}
+
+/// Registers a KMS resource; an account other than the function's own is reached through a role.
+pub async fn register_kms(entry: &Entry, name: &str, account: &str, regions: &[&str]) -> Value {
+    let mut body = json!({"name": name, "account_id": account, "regions": regions});
+    if account != OWN_ACCOUNT {
+        body["assume_role_arn"] = Value::from(format!("arn:aws:iam::{account}:role/cckm-sync"));
+    }
+    let (status, kms) = request(entry, "POST", "/api/v1/cckm/aws/kms", Some(body)).await;
+    assert_eq!(status, 201, "{kms}");
+    kms
+}
+
+/// Starts a job (expecting 201) and answers its id.
+pub async fn start_job(entry: &Entry, body: Value) -> String {
+    let (status, job) = request(
+        entry,
+        "POST",
+        "/api/v1/cckm/aws/synchronization-jobs",
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 201, "{job}");
+    job["id"].as_str().unwrap_or_default().to_string()
+}
+
+pub async fn get_job(entry: &Entry, id: &str) -> Value {
+    request(
+        entry,
+        "GET",
+        &format!("/api/v1/cckm/aws/synchronization-jobs/{id}"),
+        None,
+    )
+    .await
+    .1
+}
+
+/// Every synced key matching `query` (`limit=-1`), after checking that `total` counts them.
+pub async fn list_keys(entry: &Entry, query: &str) -> Vec<Value> {
+    let (status, page) = request(
+        entry,
+        "GET",
+        &format!("/api/v1/cckm/aws/keys?limit=-1&{query}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{query}: {page}");
+    let items = page["resources"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        page["total"].as_u64(),
+        Some(items.len() as u64),
+        "{query}: total"
+    );
+    items
+}
+
+/// An SQS batch carrying `items`, as Lambda delivers it (message `m<i>`, receipt handle `r<i>`).
+pub fn sqs_event(items: &[WorkItem], receive_count: u32) -> Value {
+    let records: Vec<Value> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            json!({
+                "messageId": format!("m{i}"), "receiptHandle": format!("r{i}"),
+                "body": serde_json::to_string(item).unwrap_or_default(),
+                "attributes": {"ApproximateReceiveCount": receive_count.to_string()}, "messageAttributes": {},
+                "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:work",
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    json!({"Records": records})
+}
+
+/// Plays Lambda's event source mapping: hands every dispatched item to the worker until none is left.
+pub async fn run_workers(entry: &Entry, parts: &MemoryParts) -> usize {
+    let mut batches = 0;
+    loop {
+        let items = parts.dispatcher.drain();
+        if items.is_empty() {
+            return batches;
+        }
+        let deadline = chrono::Utc::now() + chrono::Duration::minutes(15);
+        let response = entry.handle(sqs_event(&items, 1), "worker", deadline).await;
+        assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+        batches += 1;
+    }
 }
