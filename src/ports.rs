@@ -111,8 +111,9 @@ pub trait KeyStore: Send + Sync {
     async fn delete(&self, id: Uuid) -> Result<bool, AppError>;
     /// The stored keys of one `"<account>/<region>"`, read from the key index, reduced to their stubs.
     async fn unit_stubs(&self, unit_key: &str) -> Result<Vec<StoredKeyStub>, AppError>;
-    /// Flags these keys gone; a key whose record was deleted meanwhile is skipped.
-    async fn mark_gone(&self, ids: &[Uuid], now: Timestamp) -> Result<(), AppError>;
+    /// Flags these keys gone, except those `job_id` itself saw (checked on each record, not on the index)
+    /// and those deleted meanwhile; answers how many it flagged.
+    async fn mark_gone(&self, ids: &[Uuid], job_id: Uuid, now: Timestamp) -> Result<u64, AppError>;
     /// Every key of the given units (index queries), or of the whole table when `units` is None.
     async fn list(&self, units: Option<&[String]>) -> Result<Vec<KeyRecord>, AppError>;
 }

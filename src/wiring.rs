@@ -27,6 +27,12 @@ pub fn init_tracing() {
 
 pub async fn entry_from_env() -> Result<Entry, ConfigError> {
     let config = Config::from_env()?;
+    if !config.auth.verifies_tokens() {
+        tracing::warn!(
+            "neither JWT_HS256_SECRET nor JWT_JWKS is set: the API refuses every bearer token and accepts only \
+             claims verified by an API Gateway JWT authorizer"
+        );
+    }
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     build_entry(&config, &sdk)
 }
@@ -41,6 +47,7 @@ pub fn build_entry(config: &Config, sdk: &SdkConfig) -> Result<Entry, ConfigErro
         source: Arc::new(AwsKeySourceFactory::new(
             sdk.clone(),
             config.sync.rate_share,
+            config.sync.quotas,
         )),
         dispatcher: Arc::new(SqsDispatcher::new(
             aws_sdk_sqs::Client::new(sdk),

@@ -18,7 +18,7 @@ use aws_sdk_kms::types::{
 };
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use cckm_aws_sync::adapters::kms::{AwsKeySource, retry_config};
-use cckm_aws_sync::adapters::rate_limit::RateLimits;
+use cckm_aws_sync::adapters::rate_limit::{Quotas, RateLimits};
 use cckm_aws_sync::app::MemoryParts;
 use cckm_aws_sync::entry::Entry;
 use cckm_aws_sync::ports::{Connection, KeySource, KeySourceFactory, KeyStore, SourceError};
@@ -185,7 +185,7 @@ impl ScriptedKms {
             .collect();
         ScriptedKms {
             regions,
-            limits: Arc::new(RateLimits::new(1.0)),
+            limits: Arc::new(RateLimits::new(1.0, Quotas::Current)),
         }
     }
 }

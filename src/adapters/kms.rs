@@ -2,7 +2,7 @@
 //! assumed role), adaptive retries, and a token bucket per operation. Reads one key the way the engine and
 //! the single-key refresh both need it.
 
-use super::rate_limit::{KmsOperation, RateLimits};
+use super::rate_limit::{KmsOperation, Quotas, RateLimits};
 use super::sts::RoleCredentials;
 use crate::domain::key::{AwsParam, KeyDetails, Tag, supports_rotation};
 use crate::ports::{Connection, KeyPage, KeySource, KeySourceFactory, ListedKey, SourceError};
@@ -32,12 +32,12 @@ pub struct AwsKeySourceFactory {
 }
 
 impl AwsKeySourceFactory {
-    pub fn new(sdk: SdkConfig, rate_share: f64) -> Self {
+    pub fn new(sdk: SdkConfig, rate_share: f64, quotas: Quotas) -> Self {
         let roles = RoleCredentials::new(aws_sdk_sts::Client::new(&sdk));
         AwsKeySourceFactory {
             sdk,
             roles,
-            limits: Arc::new(RateLimits::new(rate_share)),
+            limits: Arc::new(RateLimits::new(rate_share, quotas)),
         }
     }
 }
@@ -110,7 +110,10 @@ where
             | "KMSInternalException"
             | "DependencyTimeoutException"
             | "ServiceUnavailableException"
-            | "InternalFailure",
+            | "InternalFailure"
+            // Credentials that ran out mid-invocation: the next attempt assumes the role afresh.
+            | "ExpiredTokenException"
+            | "RequestExpired",
         )
         | None => Failure::Transient(text),
         Some(code) => Failure::Refused(format!(

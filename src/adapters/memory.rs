@@ -2,7 +2,7 @@
 //! the same rules as the AWS adapters (unique names, leases, idempotent pages, exactly-once finish).
 
 use crate::domain::AppError;
-use crate::domain::job::{Job, JobStatus, UnitStatus, WorkItem, final_status};
+use crate::domain::job::{Job, JobStatus, UnitStatus, WorkItem};
 use crate::domain::key::{KeyDetails, KeyRecord};
 use crate::domain::kms::KmsResource;
 use crate::domain::time::Timestamp;
@@ -268,7 +268,7 @@ impl JobStore for MemoryJobStore {
             if stored.job.overall_status != JobStatus::InProgress {
                 return Ok(None);
             }
-            let Some(status) = final_status(&stored.job.progress) else {
+            let Some(status) = stored.job.final_status() else {
                 return Ok(None);
             };
             stored.job.overall_status = status;
@@ -320,15 +320,20 @@ impl KeyStore for MemoryKeyStore {
             .collect())
     }
 
-    async fn mark_gone(&self, ids: &[Uuid], now: Timestamp) -> Result<(), AppError> {
+    async fn mark_gone(&self, ids: &[Uuid], job_id: Uuid, now: Timestamp) -> Result<u64, AppError> {
         let mut stored = lock(&self.keys);
+        let mut flagged = 0;
         for id in ids {
-            if let Some(key) = stored.get_mut(id) {
+            if let Some(key) = stored
+                .get_mut(id)
+                .filter(|k| k.last_seen_job != Some(job_id))
+            {
                 key.gone = true;
                 key.updated_at = now;
+                flagged += 1;
             }
         }
-        Ok(())
+        Ok(flagged)
     }
 
     async fn list(&self, units: Option<&[String]>) -> Result<Vec<KeyRecord>, AppError> {

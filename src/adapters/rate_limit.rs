@@ -18,13 +18,29 @@ pub enum KmsOperation {
 }
 
 impl KmsOperation {
-    pub fn default_quota(self) -> f64 {
-        match self {
-            KmsOperation::ListKeys | KmsOperation::ListAliases => 500.0,
-            KmsOperation::DescribeKey | KmsOperation::ListResourceTags => 2000.0,
-            KmsOperation::GetKeyRotationStatus | KmsOperation::GetKeyPolicy => 1000.0,
+    /// Requests per second per account and region (KMS developer guide, "Request quotas"): today's
+    /// defaults, or the older ones some accounts still have.
+    pub fn quota(self, quotas: Quotas) -> f64 {
+        match (self, quotas) {
+            (KmsOperation::ListKeys | KmsOperation::ListAliases, Quotas::Current) => 500.0,
+            (KmsOperation::DescribeKey | KmsOperation::ListResourceTags, Quotas::Current) => 2000.0,
+            (KmsOperation::GetKeyRotationStatus | KmsOperation::GetKeyPolicy, Quotas::Current) => {
+                1000.0
+            }
+            (KmsOperation::GetKeyRotationStatus | KmsOperation::GetKeyPolicy, Quotas::Legacy) => {
+                30.0
+            }
+            (_, Quotas::Legacy) => 100.0,
         }
     }
+}
+
+/// Which KMS request quotas the accounts have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Quotas {
+    #[default]
+    Current,
+    Legacy,
 }
 
 struct Bucket {
@@ -70,13 +86,15 @@ impl TokenBucket {
 /// The buckets of every (account, region, operation) this process has called.
 pub struct RateLimits {
     share: f64,
+    quotas: Quotas,
     buckets: Mutex<HashMap<(String, String, KmsOperation), Arc<TokenBucket>>>,
 }
 
 impl RateLimits {
-    pub fn new(share: f64) -> Self {
+    pub fn new(share: f64, quotas: Quotas) -> Self {
         RateLimits {
             share,
+            quotas,
             buckets: Mutex::new(HashMap::new()),
         }
     }
@@ -93,7 +111,9 @@ impl RateLimits {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         buckets
             .entry((account_id.to_string(), region.to_string(), operation))
-            .or_insert_with(|| Arc::new(TokenBucket::new(operation.default_quota() * self.share)))
+            .or_insert_with(|| {
+                Arc::new(TokenBucket::new(operation.quota(self.quotas) * self.share))
+            })
             .clone()
     }
 }
@@ -125,12 +145,19 @@ mod tests {
 
     #[test]
     fn buckets_are_per_account_region_and_operation_at_the_configured_share() {
-        let limits = RateLimits::new(0.5);
+        let limits = RateLimits::new(0.5, Quotas::Current);
         let a = limits.bucket("111122223333", "us-east-1", KmsOperation::DescribeKey);
         let b = limits.bucket("111122223333", "us-east-1", KmsOperation::DescribeKey);
         let c = limits.bucket("111122223333", "eu-west-1", KmsOperation::DescribeKey);
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &c));
         assert_eq!(a.rate, 1000.0);
+        let legacy = RateLimits::new(0.5, Quotas::Legacy);
+        assert_eq!(
+            legacy
+                .bucket("111122223333", "us-east-1", KmsOperation::GetKeyPolicy)
+                .rate,
+            15.0
+        );
     }
 }

@@ -6,13 +6,15 @@ use crate::ports::{CallerIdentity, SourceError};
 use async_trait::async_trait;
 use aws_credential_types::Credentials;
 use aws_sdk_sts::Client;
+use aws_sdk_sts::error::ProvideErrorMetadata;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
 
-/// Credentials are renewed this long before they expire, so no call starts with nearly dead ones.
-const RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);
+/// Credentials are renewed this long before they expire: longer than one invocation (15 minutes), so
+/// credentials handed out at its start outlive it.
+const RENEW_BEFORE: Duration = Duration::from_secs(16 * 60);
 const SESSION_NAME: &str = "cckm-aws-sync";
 
 pub struct StsCallerIdentity {
@@ -84,10 +86,20 @@ impl RoleCredentials {
             .await
             .map_err(|err| {
                 let text = format!("assume role {role_arn}: {}", DisplayErrorContext(&err));
-                match err.as_service_error() {
-                    // Denied, malformed or expired: no retry will make AWS change its mind.
+                let code = err.as_service_error().and_then(|e| e.code());
+                match code {
+                    // Throttled, or STS failed on its side: worth another try.
+                    None
+                    | Some(
+                        "Throttling"
+                        | "ThrottlingException"
+                        | "RequestLimitExceeded"
+                        | "InternalFailure"
+                        | "ServiceUnavailable"
+                        | "IDPCommunicationError",
+                    ) => SourceError::Transient(text),
+                    // Denied, malformed, region disabled: no retry will make STS change its mind.
                     Some(_) => SourceError::Refused(text),
-                    None => SourceError::Transient(text),
                 }
             })?;
         let issued = output.credentials.ok_or_else(|| {

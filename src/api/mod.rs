@@ -56,7 +56,11 @@ impl Api {
     }
 
     pub async fn handle(&self, request: HttpRequest) -> HttpResponse {
-        match self.dispatch(&request).await {
+        match self
+            .dispatch(&request)
+            .await
+            .and_then(fits_a_lambda_response)
+        {
             Ok(response) => response,
             Err(err) => {
                 if !matches!(err, AppError::Internal(_)) {
@@ -96,9 +100,35 @@ impl Api {
     }
 }
 
+/// Lambda returns at most 6 MB; past a margin for the proxy envelope, a list must be asked for in pages.
+const MAX_RESPONSE_BODY: usize = 5_500_000;
+
+fn fits_a_lambda_response(response: HttpResponse) -> Result<HttpResponse, AppError> {
+    let size = response
+        .body
+        .as_ref()
+        .map_or(0, |body| body.to_string().len());
+    if size > MAX_RESPONSE_BODY {
+        return Err(AppError::InvalidParam(format!(
+            "the answer ({size} bytes) is larger than a Lambda function can return; page with limit and skip"
+        )));
+    }
+    Ok(response)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Route;
+    use super::*;
+
+    #[test]
+    fn an_answer_too_large_for_lambda_asks_for_paging() {
+        let big = HttpResponse::json(200, serde_json::json!({"x": "y".repeat(MAX_RESPONSE_BODY)}));
+        assert!(
+            matches!(fits_a_lambda_response(big), Err(AppError::InvalidParam(m)) if m.contains("limit"))
+        );
+        let small = HttpResponse::json(200, serde_json::json!({"x": 1}));
+        assert!(fits_a_lambda_response(small).is_ok());
+    }
 
     #[test]
     fn routes_match_by_shape() {

@@ -155,7 +155,10 @@ fn decode_component(text: &str) -> String {
 /// Drops the stage (when the path carries it), the `/api` prefix and any trailing slash.
 pub fn normalize_path(raw: &str, stage: Option<&str>) -> String {
     let mut path = raw.trim_end_matches('/');
+    // A path that already starts like ours keeps its head, even under a stage named `v1` or `api`.
+    let ours = |p: &str| p.starts_with("/api/") || p.starts_with("/v1/");
     if let Some(stage) = stage.filter(|s| !s.is_empty() && *s != "$default")
+        && !ours(path)
         && let Some(rest) = path.strip_prefix('/').and_then(|p| p.strip_prefix(stage))
         && (rest.is_empty() || rest.starts_with('/'))
     {

@@ -181,16 +181,18 @@ impl Job {
     pub fn is_running(&self) -> bool {
         self.overall_status == JobStatus::InProgress
     }
-}
 
-/// The status a job ends with once every unit has ended. A canceled unit does not fail the job.
-pub fn final_status(progress: &Progress) -> Option<JobStatus> {
-    if progress.units_done < progress.units_total {
-        None
-    } else if progress.units_failed > 0 {
-        Some(JobStatus::Failed)
-    } else {
-        Some(JobStatus::Completed)
+    /// The status the job ends with once every unit has ended: `failed` when a unit failed, except that a
+    /// canceled job always ends `completed` (with `abort: true`), as CCKM does.
+    pub fn final_status(&self) -> Option<JobStatus> {
+        let progress = &self.progress;
+        if progress.units_done < progress.units_total {
+            None
+        } else if progress.units_failed > 0 && !self.abort {
+            Some(JobStatus::Failed)
+        } else {
+            Some(JobStatus::Completed)
+        }
     }
 }
 
@@ -198,20 +200,37 @@ pub fn final_status(progress: &Progress) -> Option<JobStatus> {
 mod tests {
     use super::*;
 
-    fn progress(total: u64, done: u64, failed: u64) -> Progress {
-        Progress {
+    fn job(total: u64, done: u64, failed: u64, abort: bool) -> Job {
+        let mut job = Job::start(
+            Uuid::nil(),
+            crate::domain::time::now(),
+            vec![],
+            vec![],
+            vec![],
+        );
+        job.progress = Progress {
             units_total: total,
             units_done: done,
             units_failed: failed,
             ..Progress::default()
-        }
+        };
+        job.abort = abort;
+        job
     }
 
     #[test]
     fn a_job_ends_only_when_every_unit_has_ended() {
-        assert_eq!(final_status(&progress(3, 2, 0)), None);
-        assert_eq!(final_status(&progress(3, 3, 0)), Some(JobStatus::Completed));
-        assert_eq!(final_status(&progress(3, 3, 1)), Some(JobStatus::Failed));
+        assert_eq!(job(3, 2, 0, false).final_status(), None);
+        assert_eq!(
+            job(3, 3, 0, false).final_status(),
+            Some(JobStatus::Completed)
+        );
+        assert_eq!(job(3, 3, 1, false).final_status(), Some(JobStatus::Failed));
+        assert_eq!(
+            job(3, 3, 1, true).final_status(),
+            Some(JobStatus::Completed),
+            "a canceled job completes"
+        );
     }
 
     #[test]

@@ -6,8 +6,11 @@ use crate::app::App;
 use crate::domain::AppError;
 use crate::domain::job::{UnitStatus, WorkItem};
 use crate::domain::key::{KeyDetails, KeyRecord, Sighting};
+use crate::domain::kms::KmsResource;
 use crate::domain::time::{Timestamp, now};
-use crate::ports::{Connection, KeySource, ListedKey, PageRecord, SourceError};
+use crate::ports::{
+    Connection, KeySource, ListedKey, PageRecord, SourceError, StoredKeyStub, UnitProgress,
+};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -65,108 +68,156 @@ async fn sync_unit(
         return Ok(());
     }
     check_abort(app, job_id).await?;
-    let kms = app.kms.get(item.kms_id).await?.ok_or_else(|| {
-        Stop::End(UnitStatus::Failed(format!(
-            "KMS resource '{}' is no longer registered",
-            item.kms_id
-        )))
-    })?;
-    let source = app
-        .source
-        .open(&Connection::from(&kms), &item.region)
-        .await
-        .map_err(stop_for)?;
-    let aliases = source.aliases().await.map_err(stop_for)?;
-    let stored: HashMap<String, (Uuid, Timestamp, bool, Option<Uuid>)> = app
+    let stored: HashMap<String, StoredKeyStub> = app
         .keys
         .unit_stubs(unit_key)
         .await?
         .into_iter()
-        .map(|stub| {
-            (
-                stub.arn,
-                (stub.id, stub.created_at, stub.gone, stub.last_seen_job),
-            )
-        })
+        .map(|stub| (stub.arn.clone(), stub))
         .collect();
-    let mut seen = HashSet::new();
-    let mut pages_done = progress.pages_done;
-    let mut marker = progress.marker;
-    loop {
-        if pages_done > progress.pages_done {
-            check_abort(app, job_id).await?;
-        }
-        let page = source
-            .list_keys(marker.as_deref())
-            .await
-            .map_err(stop_for)?;
-        let details = read_keys(app, &source, &page.keys, &aliases)
-            .await
-            .map_err(stop_for)?;
-        let at = now();
-        let records: Vec<KeyRecord> = details
-            .into_iter()
-            .map(|details| {
-                let first_stored = stored
-                    .get(&details.aws_param.arn)
-                    .map(|(_, created_at, ..)| *created_at);
-                let sighting = Sighting {
-                    kms_id: kms.id,
-                    kms_name: &kms.name,
-                    region: &item.region,
-                    job_id: Some(job_id),
-                    now: at,
-                    first_stored,
-                };
-                KeyRecord::from_details(details, sighting)
-            })
-            .collect();
-        app.keys.put_all(&records).await?;
-        seen.extend(records.iter().map(|r| r.arn.clone()));
-        let record = PageRecord {
-            pages_done,
-            next_marker: page.next_marker.clone(),
-            keys: records.len() as u64,
-            lease_until: crate::service::jobs::lease_until(app, at),
+    // Pages recorded and no marker left: every page is in and only the ending was lost (a redelivery).
+    let listed_all = progress.pages_done > 0 && progress.marker.is_none();
+    let seen = if listed_all {
+        HashSet::new()
+    } else {
+        let kms = app.kms.get(item.kms_id).await?.ok_or_else(|| {
+            Stop::End(UnitStatus::Failed(format!(
+                "KMS resource '{}' is no longer registered",
+                item.kms_id
+            )))
+        })?;
+        let pages = Pages {
+            app,
+            item,
+            unit_key,
+            kms: &kms,
+            stored: &stored,
         };
-        if !app.jobs.record_page(job_id, unit_key, record, at).await? {
-            tracing::info!(%job_id, unit = unit_key, pages_done, "page recorded by another delivery; stopping this one");
-            return Ok(());
+        match pages.sync(progress, deadline).await? {
+            Some(seen) => seen,
+            None => return Ok(()),
         }
-        pages_done += 1;
-        marker = page.next_marker;
-        let Some(next) = &marker else { break };
-        if deadline - now()
-            < chrono::Duration::from_std(app.sync.deadline_margin).unwrap_or_default()
-        {
-            let continuation = WorkItem {
-                marker: Some(next.clone()),
-                ..item.clone()
+    };
+    end_listed_unit(app, job_id, unit_key, &stored, &seen).await
+}
+
+/// The page loop of one unit.
+struct Pages<'a> {
+    app: &'a App,
+    item: &'a WorkItem,
+    unit_key: &'a str,
+    kms: &'a KmsResource,
+    /// What we stored for this unit before: keeps `createdAt`.
+    stored: &'a HashMap<String, StoredKeyStub>,
+}
+
+impl Pages<'_> {
+    /// Reads and stores page after page from where `progress` stands. Some(ARNs seen) after the last
+    /// page; None when this delivery stops early (another one is ahead, or the rest goes on in a new
+    /// message because the invocation's deadline is near).
+    async fn sync(
+        &self,
+        progress: UnitProgress,
+        deadline: Timestamp,
+    ) -> Result<Option<HashSet<String>>, Stop> {
+        let (app, job_id, unit_key) = (self.app, self.item.job_id, self.unit_key);
+        let source = app
+            .source
+            .open(&Connection::from(self.kms), &self.item.region)
+            .await
+            .map_err(stop_for)?;
+        let aliases = source.aliases().await.map_err(stop_for)?;
+        let mut seen = HashSet::new();
+        let mut pages_done = progress.pages_done;
+        let mut marker = progress.marker;
+        loop {
+            if pages_done > progress.pages_done {
+                check_abort(app, job_id).await?;
+            }
+            let page = source
+                .list_keys(marker.as_deref())
+                .await
+                .map_err(stop_for)?;
+            let details = read_keys(app, &source, &page.keys, &aliases)
+                .await
+                .map_err(stop_for)?;
+            let at = now();
+            let records: Vec<KeyRecord> = details
+                .into_iter()
+                .map(|details| self.record(details, at))
+                .collect();
+            app.keys.put_all(&records).await?;
+            seen.extend(records.iter().map(|r| r.arn.clone()));
+            let record = PageRecord {
+                pages_done,
+                next_marker: page.next_marker.clone(),
+                keys: records.len() as u64,
+                lease_until: crate::service::jobs::lease_until(app, at),
             };
-            app.dispatcher
-                .dispatch(std::slice::from_ref(&continuation))
-                .await?;
-            tracing::info!(%job_id, unit = unit_key, pages_done, "invocation deadline near; unit continues in a new message");
-            return Ok(());
+            if !app.jobs.record_page(job_id, unit_key, record, at).await? {
+                tracing::info!(%job_id, unit = unit_key, pages_done, "page recorded by another delivery; stopping this one");
+                return Ok(None);
+            }
+            pages_done += 1;
+            marker = page.next_marker;
+            let Some(next) = &marker else {
+                return Ok(Some(seen));
+            };
+            if deadline - now()
+                < chrono::Duration::from_std(app.sync.deadline_margin).unwrap_or_default()
+            {
+                let continuation = WorkItem {
+                    marker: Some(next.clone()),
+                    ..self.item.clone()
+                };
+                app.dispatcher
+                    .dispatch(std::slice::from_ref(&continuation))
+                    .await?;
+                tracing::info!(%job_id, unit = unit_key, pages_done, "invocation deadline near; unit continues in a new message");
+                return Ok(None);
+            }
         }
     }
-    let gone: Vec<Uuid> = stored
-        .iter()
-        .filter(|(arn, (_, _, already_gone, last_seen))| {
-            !already_gone && *last_seen != Some(job_id) && !seen.contains(*arn)
+
+    fn record(&self, details: KeyDetails, at: Timestamp) -> KeyRecord {
+        let sighting = Sighting {
+            kms_id: self.kms.id,
+            kms_name: &self.kms.name,
+            region: &self.item.region,
+            job_id: Some(self.item.job_id),
+            now: at,
+            first_stored: self
+                .stored
+                .get(&details.aws_param.arn)
+                .map(|stub| stub.created_at),
+        };
+        KeyRecord::from_details(details, sighting)
+    }
+}
+
+/// Every page is in: flags gone what this job did not see, then ends the unit.
+async fn end_listed_unit(
+    app: &App,
+    job_id: Uuid,
+    unit_key: &str,
+    stored: &HashMap<String, StoredKeyStub>,
+    seen: &HashSet<String>,
+) -> Result<(), Stop> {
+    // A unit that another delivery, or the sweep of abandoned jobs, ended meanwhile flags nothing.
+    let still_open = app.jobs.unit_progress(job_id, unit_key).await?;
+    if still_open.is_none_or(|p| p.status.is_final()) {
+        return Ok(());
+    }
+    let candidates: Vec<Uuid> = stored
+        .values()
+        .filter(|stub| {
+            !stub.gone && stub.last_seen_job != Some(job_id) && !seen.contains(&stub.arn)
         })
-        .map(|(_, (id, ..))| *id)
+        .map(|stub| stub.id)
         .collect();
-    app.keys.mark_gone(&gone, now()).await?;
-    match finish(
-        app,
-        job_id,
-        unit_key,
-        &UnitStatus::Succeeded,
-        gone.len() as u64,
-    )
-    .await
-    {
+    // The index may lag behind this job's own writes; the store checks each key's last sighting itself.
+    let gone = app.keys.mark_gone(&candidates, job_id, now()).await?;
+    match finish(app, job_id, unit_key, &UnitStatus::Succeeded, gone).await {
         Outcome::Done => Ok(()),
         Outcome::Retry(reason) => Err(Stop::Retry(reason)),
     }

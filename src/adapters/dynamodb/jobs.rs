@@ -6,7 +6,7 @@ use super::{
     transaction_condition_failed,
 };
 use crate::domain::AppError;
-use crate::domain::job::{Job, JobStatus, Progress, Unit, UnitEntry, UnitStatus, final_status};
+use crate::domain::job::{Job, JobStatus, Progress, Unit, UnitEntry, UnitStatus};
 use crate::domain::time::{Timestamp, format, rfc3339};
 use crate::ports::{JobStore, PageRecord, UnitProgress};
 use async_trait::async_trait;
@@ -225,6 +225,16 @@ impl DynamoJobStore {
         }
     }
 
+    /// Gives back the leases a refused or failed creation took; a failure here is logged, and the leases
+    /// then lapse on their own.
+    async fn release_leases(&self, unit_keys: &[&String], job_id: Uuid) {
+        for key in unit_keys {
+            if let Err(err) = self.release_lease(key, job_id).await {
+                tracing::warn!(%job_id, unit = %key, error = %err, "could not give a lease back");
+            }
+        }
+    }
+
     async fn renew_lease(
         &self,
         unit_key: &str,
@@ -262,14 +272,13 @@ impl JobStore for DynamoJobStore {
         let mut taken = Vec::new();
         for key in job.units.keys() {
             if let Err(err) = self.take_lease(key, job, lease_until).await {
-                for held in taken {
-                    self.release_lease(held, job.id).await?;
-                }
+                self.release_leases(&taken, job.id).await;
                 return Err(err);
             }
             taken.push(key);
         }
-        let mut items = vec![to_item(&HeaderItem::from_job(job))?];
+        // Units first, the header last: a job exists (and can be listed) only once all its units do.
+        let mut items = Vec::with_capacity(job.units.len() + 1);
         for (key, entry) in &job.units {
             let unit = UnitItem {
                 pk: job_pk(job.id),
@@ -285,7 +294,12 @@ impl JobStore for DynamoJobStore {
             };
             items.push(to_item(&unit)?);
         }
-        batch_put(&self.client, &self.table, items).await
+        items.push(to_item(&HeaderItem::from_job(job))?);
+        if let Err(err) = batch_put(&self.client, &self.table, items).await {
+            self.release_leases(&taken, job.id).await;
+            return Err(err);
+        }
+        Ok(())
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<Job>, AppError> {
@@ -462,6 +476,8 @@ impl JobStore for DynamoJobStore {
                 return Ok(false);
             };
             if unit.status().is_final() {
+                // Ended by an earlier delivery that may have died before giving the lease back.
+                self.release_lease(unit_key, job_id).await?;
                 return Ok(false);
             }
             let reason_value = match &reason {
@@ -535,7 +551,7 @@ impl JobStore for DynamoJobStore {
         if job.overall_status != JobStatus::InProgress {
             return Ok(None);
         }
-        let Some(status) = final_status(&job.progress) else {
+        let Some(status) = job.final_status() else {
             return Ok(None);
         };
         let result = self

@@ -121,11 +121,12 @@ impl KeyStore for DynamoKeyStore {
             .collect()
     }
 
-    async fn mark_gone(&self, ids: &[Uuid], now: Timestamp) -> Result<(), AppError> {
+    async fn mark_gone(&self, ids: &[Uuid], job_id: Uuid, now: Timestamp) -> Result<u64, AppError> {
         let stamp = format(&now);
-        stream::iter(ids.iter().copied())
+        let job = job_id.to_string();
+        let flags: Vec<bool> = stream::iter(ids.iter().copied())
             .map(|id| {
-                let stamp = stamp.clone();
+                let (stamp, job) = (stamp.clone(), job.clone());
                 async move {
                     let result = self
                         .client
@@ -133,22 +134,26 @@ impl KeyStore for DynamoKeyStore {
                         .table_name(&self.table)
                         .key("id", s(id.to_string()))
                         .update_expression("SET gone = :yes, updatedAt = :now")
-                        .condition_expression("attribute_exists(id)")
+                        .condition_expression(
+                            "attribute_exists(id) AND (attribute_not_exists(last_seen_job) OR last_seen_job <> :job)",
+                        )
                         .expression_attribute_values(":yes", AttributeValue::Bool(true))
                         .expression_attribute_values(":now", s(stamp))
+                        .expression_attribute_values(":job", s(job))
                         .send()
                         .await;
                     match result {
-                        // Deleted by a user meanwhile: nothing left to flag.
-                        Err(err) if condition_failed(&err) => Ok(()),
+                        Ok(_) => Ok(true),
+                        // Deleted by a user, or seen by this very job after all: nothing to flag.
+                        Err(err) if condition_failed(&err) => Ok(false),
                         Err(err) => Err(store_error("flag key gone", err)),
-                        Ok(_) => Ok(()),
                     }
                 }
             })
             .buffer_unordered(GONE_CONCURRENCY)
-            .try_collect::<()>()
-            .await
+            .try_collect()
+            .await?;
+        Ok(flags.into_iter().filter(|flagged| *flagged).count() as u64)
     }
 
     async fn list(&self, units: Option<&[String]>) -> Result<Vec<KeyRecord>, AppError> {
