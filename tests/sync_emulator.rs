@@ -603,3 +603,43 @@ async fn cancelling_a_job_whose_workers_are_gone_ends_it_at_once_in_dynamodb() {
     );
     assert_eq!(job["progress"]["units_done"], 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_never_flags_gone_a_key_the_same_job_saw_even_when_the_index_lags() {
+    let emulator = shared();
+    let stack = emulator.stack().await;
+    let account = random_account();
+    emulator
+        .kms_in(&account, "us-east-1")
+        .await
+        .create_key()
+        .send()
+        .await
+        .unwrap();
+    register_kms(&stack.entry, "lag", &account, &["us-east-1"]).await;
+    let job_id = start_job(&stack.entry, json!({"kms": ["lag"]})).await;
+    stack.drain_queue().await;
+    let key = list_keys(&stack.entry, "").await.remove(0);
+    let id = uuid::Uuid::parse_str(key["id"].as_str().unwrap()).unwrap();
+    let job_id = uuid::Uuid::parse_str(&job_id).unwrap();
+    let keys = &stack.entry.app.keys;
+    // As a continuation would with a stale index: the record itself says this job saw the key.
+    assert_eq!(
+        keys.mark_gone(&[id], job_id, chrono::Utc::now())
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(list_keys(&stack.entry, "gone=true").await.len(), 0);
+    assert_eq!(
+        keys.mark_gone(
+            &[id, uuid::Uuid::new_v4()],
+            uuid::Uuid::new_v4(),
+            chrono::Utc::now()
+        )
+        .await
+        .unwrap(),
+        1
+    );
+    assert_eq!(list_keys(&stack.entry, "gone=true").await.len(), 1);
+}

@@ -389,3 +389,130 @@ async fn a_scheduled_run_fails_abandoned_jobs_before_it_starts() {
         "the scheduled job queued its two units"
     );
 }
+
+#[tokio::test]
+async fn a_redelivery_after_the_last_page_ends_the_unit_without_counting_again() {
+    let (entry, parts) = setup(&["us-east-1"], 10).await;
+    for n in 0..3 {
+        parts
+            .source
+            .put_key(ACCOUNT, "us-east-1", key("us-east-1", n));
+    }
+    let id = start_job(&entry, json!({"kms": ["demo"]})).await;
+    let items = parts.dispatcher.drain();
+    // A first delivery stored and recorded the only page, then died before ending the unit.
+    let job_id = uuid::Uuid::parse_str(&id).unwrap();
+    let page = cckm_aws_sync::ports::PageRecord {
+        pages_done: 0,
+        next_marker: None,
+        keys: 3,
+        lease_until: chrono::Utc::now() + chrono::Duration::hours(1),
+    };
+    assert!(
+        entry
+            .app
+            .jobs
+            .record_page(job_id, "111122223333/us-east-1", page, chrono::Utc::now())
+            .await
+            .unwrap()
+    );
+    // Keys AWS lists now that the first delivery never saw would show up if the unit listed again.
+    parts
+        .source
+        .put_key(ACCOUNT, "us-east-1", key("us-east-1", 9));
+    let response = entry
+        .handle(
+            sqs_event(&items, 2),
+            "worker",
+            chrono::Utc::now() + chrono::Duration::minutes(15),
+        )
+        .await;
+    assert_eq!(response["batchItemFailures"], json!([]));
+    let job = get_job(&entry, &id).await;
+    assert_eq!(job["overall_status"], "completed", "{job}");
+    assert_eq!(
+        job["progress"]["keys_synced"], 3,
+        "the recorded page is counted once and not listed again"
+    );
+}
+
+#[tokio::test]
+async fn a_redelivery_mid_unit_goes_on_from_the_recorded_page_and_counts_each_key_once() {
+    let (entry, parts) = setup(&["us-east-1"], 2).await;
+    for n in 0..5 {
+        parts
+            .source
+            .put_key(ACCOUNT, "us-east-1", key("us-east-1", n));
+    }
+    let id = start_job(&entry, json!({"kms": ["demo"]})).await;
+    let original = parts.dispatcher.drain();
+    let near = chrono::Utc::now() + chrono::Duration::seconds(10);
+    entry.handle(sqs_event(&original, 1), "worker", near).await;
+    let continuation = parts.dispatcher.drain();
+    assert_eq!(continuation.len(), 1, "one page, then a continuation");
+    // SQS delivers the original message again (its first delivery's visibility ran out), then the continuation.
+    let later = chrono::Utc::now() + chrono::Duration::minutes(15);
+    entry.handle(sqs_event(&original, 2), "worker", later).await;
+    entry
+        .handle(sqs_event(&continuation, 1), "worker", later)
+        .await;
+    let job = get_job(&entry, &id).await;
+    assert_eq!(job["overall_status"], "completed", "{job}");
+    assert_eq!(job["progress"]["keys_synced"], 5);
+    assert_eq!(job["progress"]["units_done"], 1);
+    assert_eq!(parts.keys.list(None).await.unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn a_cancel_between_two_pages_of_one_unit_stops_it_there() {
+    let (entry, parts) = setup(&["us-east-1"], 2).await;
+    for n in 0..6 {
+        parts
+            .source
+            .put_key(ACCOUNT, "us-east-1", key("us-east-1", n));
+    }
+    let id = start_job(&entry, json!({"kms": ["demo"]})).await;
+    let items = parts.dispatcher.drain();
+    entry
+        .handle(
+            sqs_event(&items, 1),
+            "worker",
+            chrono::Utc::now() + chrono::Duration::seconds(10),
+        )
+        .await;
+    let continuation = parts.dispatcher.drain();
+    let (status, _) = request(
+        &entry,
+        "POST",
+        &format!("/api/v1/cckm/aws/synchronization-jobs/{id}/cancel"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    entry
+        .handle(
+            sqs_event(&continuation, 1),
+            "worker",
+            chrono::Utc::now() + chrono::Duration::minutes(15),
+        )
+        .await;
+    let job = get_job(&entry, &id).await;
+    assert_eq!(
+        (job["overall_status"].as_str(), job["abort"].as_bool()),
+        (Some("completed"), Some(true)),
+        "{job}"
+    );
+    assert_eq!(
+        job["detailed_status"]["111122223333/us-east-1"],
+        "region synchronization canceled"
+    );
+    assert_eq!(
+        parts.keys.list(None).await.unwrap().len(),
+        2,
+        "only the page before the cancel was stored"
+    );
+    assert!(
+        parts.keys.list(None).await.unwrap().iter().all(|k| !k.gone),
+        "a canceled unit flags nothing gone"
+    );
+}
