@@ -430,6 +430,21 @@ async fn scripted_access_denied_on_one_key_is_recorded_on_that_key_and_the_other
         arn("us-east-1", 2),
         "what ListKeys said is kept"
     );
+    let unknown = (
+        k2.aws_param.enabled,
+        &k2.aws_param.key_state,
+        &k2.aws_param.customer_master_key_spec,
+        &k2.key_type,
+    );
+    assert_eq!(
+        unknown,
+        (None, &None, &None, &None),
+        "what DescribeKey would have said is unknown, not false"
+    );
+    assert_eq!(
+        (k2.aws_param.multi_region, &k2.aws_param.description),
+        (None, &None)
+    );
     assert!(
         keys.iter()
             .filter(|k| k.aws_param.key_id != key_id(1) && k.aws_param.key_id != key_id(2))
@@ -507,7 +522,11 @@ async fn scripted_aws_managed_key_that_denies_rotation_reads_is_unknown_not_fals
         entry_with(ScriptedKms::new(vec![("us-east-1", rules)]), &["us-east-1"]).await;
     sync(&entry, &parts).await;
     let keys = parts.keys.list(None).await.unwrap();
-    assert!(keys.iter().all(|k| k.aws_param.key_manager == "AWS" && k.aws_param.key_rotation_enabled.is_none()));
+    assert!(
+        keys.iter()
+            .all(|k| k.aws_param.key_manager.as_deref() == Some("AWS")
+                && k.aws_param.key_rotation_enabled.is_none())
+    );
     assert!(
         keys.iter()
             .all(|k| k.sync_errors.contains_key("KeyRotation"))

@@ -20,12 +20,12 @@ fn key(region: &str, n: usize) -> KeyDetails {
             aws_account_id: ACCOUNT.into(),
             arn: format!("arn:aws:kms:{region}:{ACCOUNT}:key/{key_id}"),
             key_id,
-            enabled: true,
-            key_state: "Enabled".into(),
-            key_usage: "ENCRYPT_DECRYPT".into(),
-            key_manager: "CUSTOMER".into(),
-            origin: "AWS_KMS".into(),
-            customer_master_key_spec: "SYMMETRIC_DEFAULT".into(),
+            enabled: Some(true),
+            key_state: Some("Enabled".into()),
+            key_usage: Some("ENCRYPT_DECRYPT".into()),
+            key_manager: Some("CUSTOMER".into()),
+            origin: Some("AWS_KMS".into()),
+            customer_master_key_spec: Some("SYMMETRIC_DEFAULT".into()),
             alias: vec![format!("alias/k{n}")],
             ..AwsParam::default()
         },
@@ -74,7 +74,7 @@ async fn a_job_pages_through_every_key_and_completes_once() {
     assert_eq!(keys.len(), 11);
     assert!(
         keys.iter()
-            .all(|k| !k.gone && k.kms == "demo" && k.key_type == "symmetric")
+            .all(|k| !k.gone && k.kms == "demo" && k.key_type.as_deref() == Some("symmetric"))
     );
 }
 

@@ -321,50 +321,35 @@ impl KeySource for AwsKeySource {
                 read_errors,
             }));
         };
-        let key_spec = meta
-            .key_spec()
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default();
-        let origin = meta
-            .origin()
-            .map(|o| o.as_str().to_string())
-            .unwrap_or_default();
+        let text = |value: Option<&str>| value.map(String::from);
         param.aws_account_id = meta
             .aws_account_id()
             .unwrap_or(&self.account_id)
             .to_string();
         param.arn = meta.arn().unwrap_or(&key.arn).to_string();
         param.creation_date = date(meta.creation_date());
-        param.description = meta.description().unwrap_or_default().to_string();
-        param.enabled = meta.enabled();
-        param.key_state = meta
-            .key_state()
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default();
-        param.key_usage = meta
-            .key_usage()
-            .map(|u| u.as_str().to_string())
-            .unwrap_or_default();
-        param.key_manager = meta
-            .key_manager()
-            .map(|m| m.as_str().to_string())
-            .unwrap_or_default();
-        param.encryption_algorithms = meta
-            .encryption_algorithms()
-            .iter()
-            .map(|a| a.as_str().to_string())
-            .collect();
-        param.signing_algorithms = meta
-            .signing_algorithms()
-            .iter()
-            .map(|a| a.as_str().to_string())
-            .collect();
-        param.mac_algorithms = meta
-            .mac_algorithms()
-            .iter()
-            .map(|a| a.as_str().to_string())
-            .collect();
-        param.multi_region = meta.multi_region().unwrap_or(false);
+        param.description = Some(meta.description().unwrap_or_default().to_string());
+        param.enabled = Some(meta.enabled());
+        param.key_state = text(meta.key_state().map(|s| s.as_str()));
+        param.key_usage = text(meta.key_usage().map(|u| u.as_str()));
+        param.key_manager = text(meta.key_manager().map(|m| m.as_str()));
+        param.origin = text(meta.origin().map(|o| o.as_str()));
+        param.customer_master_key_spec = text(meta.key_spec().map(|s| s.as_str()));
+        let names = |values: Vec<&str>| values.into_iter().map(String::from).collect();
+        param.encryption_algorithms = names(
+            meta.encryption_algorithms()
+                .iter()
+                .map(|a| a.as_str())
+                .collect(),
+        );
+        param.signing_algorithms = names(
+            meta.signing_algorithms()
+                .iter()
+                .map(|a| a.as_str())
+                .collect(),
+        );
+        param.mac_algorithms = names(meta.mac_algorithms().iter().map(|a| a.as_str()).collect());
+        param.multi_region = meta.multi_region();
         param.multi_region_configuration = meta.multi_region_configuration().map(|c| {
             let region_key = |k: &aws_sdk_kms::types::MultiRegionKey| json!({"Arn": k.arn(), "Region": k.region()});
             json!({
@@ -376,19 +361,18 @@ impl KeySource for AwsKeySource {
         param.deletion_date = date(meta.deletion_date());
         param.pending_deletion_window_in_days = meta.pending_deletion_window_in_days();
         param.valid_to = date(meta.valid_to());
-        param.expiration_model = meta.expiration_model().map(|m| m.as_str().to_string());
-        param.custom_key_store_id = meta.custom_key_store_id().map(String::from);
-        param.customer_master_key_spec = key_spec;
-        param.origin = origin;
+        param.expiration_model = text(meta.expiration_model().map(|m| m.as_str()));
+        param.custom_key_store_id = text(meta.custom_key_store_id());
 
         let key_id = meta.key_id().to_string();
         param.tags = optional("Tags", self.tags(&key_id).await, &mut read_errors)?;
         param.policy = optional("Policy", self.policy(&key_id).await, &mut read_errors)?.flatten();
-        if supports_rotation(
-            &param.customer_master_key_spec,
-            &param.origin,
-            param.custom_key_store_id.is_some(),
-        ) {
+        let spec = param
+            .customer_master_key_spec
+            .as_deref()
+            .unwrap_or_default();
+        let origin = param.origin.as_deref().unwrap_or_default();
+        if supports_rotation(spec, origin, param.custom_key_store_id.is_some()) {
             let result = self.rotation(&key_id, &mut param).await;
             optional("KeyRotation", result, &mut read_errors)?;
         }

@@ -45,8 +45,9 @@ pub struct Tag {
     pub value: String,
 }
 
-/// Everything AWS told us about one key, in CCKM's spellings. Optional reads that AWS refused or does not
-/// support stay `None` (rendered as null), never a made-up default.
+/// Everything AWS told us about one key, in CCKM's spellings. What AWS did not tell us (a refused
+/// DescribeKey, an optional read that AWS refused or does not support) stays `None`, rendered as null,
+/// never a made-up default such as `false`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
 pub struct AwsParam {
@@ -57,17 +58,17 @@ pub struct AwsParam {
     pub arn: String,
     pub alias: Vec<String>,
     pub creation_date: Option<String>,
-    pub description: String,
-    pub enabled: bool,
-    pub key_state: String,
-    pub key_usage: String,
-    pub key_manager: String,
-    pub origin: String,
-    pub customer_master_key_spec: String,
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+    pub key_state: Option<String>,
+    pub key_usage: Option<String>,
+    pub key_manager: Option<String>,
+    pub origin: Option<String>,
+    pub customer_master_key_spec: Option<String>,
     pub encryption_algorithms: Vec<String>,
     pub signing_algorithms: Vec<String>,
     pub mac_algorithms: Vec<String>,
-    pub multi_region: bool,
+    pub multi_region: Option<bool>,
     pub multi_region_configuration: Option<serde_json::Value>,
     pub deletion_date: Option<String>,
     pub pending_deletion_window_in_days: Option<i32>,
@@ -104,7 +105,8 @@ pub struct KeyRecord {
     #[serde(with = "rfc3339")]
     pub synced_at: Timestamp,
     pub gone: bool,
-    pub key_type: String,
+    /// None when AWS refused to describe the key, so its spec is unknown.
+    pub key_type: Option<String>,
     pub key_material_origin: String,
     pub labels: BTreeMap<String, String>,
     pub aws_param: AwsParam,
@@ -142,7 +144,10 @@ impl KeyRecord {
             cloud_name: cloud_name(&param.arn),
             synced_at: seen.now,
             gone: false,
-            key_type: key_type(&param.customer_master_key_spec).to_string(),
+            key_type: param
+                .customer_master_key_spec
+                .as_deref()
+                .map(|spec| key_type(spec).to_string()),
             key_material_origin: "native".to_string(),
             labels: BTreeMap::new(),
             unit: super::job::unit_key(&param.aws_account_id, seen.region),

@@ -112,7 +112,13 @@ fn matches(query: &ListQuery, key: &KeyRecord) -> bool {
             .filter(filter)
             .is_none_or(|wanted| wanted.iter().any(|w| w == value))
     };
-    let flag = |filter: &str, value: bool| text(filter, if value { "true" } else { "false" });
+    // A field AWS did not tell us matches no filter on it.
+    let known = |filter: &str, value: Option<&str>| {
+        query.filter(filter).is_none() || value.is_some_and(|v| text(filter, v))
+    };
+    let flag = |filter: &str, value: Option<bool>| {
+        known(filter, value.map(|v| if v { "true" } else { "false" }))
+    };
     text("id", &key.id.to_string())
         && text("keyid", &p.key_id)
         && text("arn", &p.arn)
@@ -123,11 +129,11 @@ fn matches(query: &ListQuery, key: &KeyRecord) -> bool {
         && (text("kms_id", &key.kms_id.to_string()) || text("kms_id", &key.kms))
         && text("region", &key.region)
         && text("cloud_name", &key.cloud_name)
-        && text("keystate", &p.key_state)
-        && text("keyusage", &p.key_usage)
-        && text("keymanager", &p.key_manager)
-        && text("origin", &p.origin)
-        && flag("gone", key.gone)
+        && known("keystate", p.key_state.as_deref())
+        && known("keyusage", p.key_usage.as_deref())
+        && known("keymanager", p.key_manager.as_deref())
+        && known("origin", p.origin.as_deref())
+        && flag("gone", Some(key.gone))
         && flag("enabled", p.enabled)
         && flag("multi_region", p.multi_region)
 }
