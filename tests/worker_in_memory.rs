@@ -5,6 +5,7 @@
 mod common;
 
 use cckm_aws_sync::app::MemoryParts;
+use cckm_aws_sync::domain::job::WorkItem;
 use cckm_aws_sync::domain::key::{AwsParam, KeyDetails};
 use cckm_aws_sync::entry::Entry;
 use cckm_aws_sync::ports::{KeyStore, SourceError};
@@ -40,6 +41,22 @@ async fn setup(regions: &[&str], page_size: usize) -> (Entry, MemoryParts) {
     let (status, _) = request(&entry, "POST", "/api/v1/cckm/aws/kms", Some(body)).await;
     assert_eq!(status, 201);
     (entry, parts)
+}
+
+/// A started job over `count` keys in us-east-1, listed `page_size` at a time: its id and its queued item.
+async fn job_over_keys(
+    count: usize,
+    page_size: usize,
+) -> (Entry, MemoryParts, String, Vec<WorkItem>) {
+    let (entry, parts) = setup(&["us-east-1"], page_size).await;
+    for n in 0..count {
+        parts
+            .source
+            .put_key(ACCOUNT, "us-east-1", key("us-east-1", n));
+    }
+    let id = start_job(&entry, json!({"kms": ["demo"]})).await;
+    let items = parts.dispatcher.drain();
+    (entry, parts, id, items)
 }
 
 #[tokio::test]
@@ -199,14 +216,7 @@ async fn cancel_stops_the_units_and_the_job_ends_completed_with_abort() {
 
 #[tokio::test]
 async fn a_redelivered_message_counts_nothing_twice() {
-    let (entry, parts) = setup(&["us-east-1"], 2).await;
-    for n in 0..5 {
-        parts
-            .source
-            .put_key(ACCOUNT, "us-east-1", key("us-east-1", n));
-    }
-    let id = start_job(&entry, json!({"kms": ["demo"]})).await;
-    let items = parts.dispatcher.drain();
+    let (entry, _parts, id, items) = job_over_keys(5, 2).await;
     let deadline = chrono::Utc::now() + chrono::Duration::minutes(15);
     entry.handle(sqs_event(&items, 1), "worker", deadline).await;
     let response = entry.handle(sqs_event(&items, 2), "worker", deadline).await;
@@ -219,14 +229,7 @@ async fn a_redelivered_message_counts_nothing_twice() {
 
 #[tokio::test]
 async fn a_unit_near_its_deadline_hands_its_marker_to_a_new_message() {
-    let (entry, parts) = setup(&["us-east-1"], 2).await;
-    for n in 0..5 {
-        parts
-            .source
-            .put_key(ACCOUNT, "us-east-1", key("us-east-1", n));
-    }
-    let id = start_job(&entry, json!({"kms": ["demo"]})).await;
-    let items = parts.dispatcher.drain();
+    let (entry, parts, id, items) = job_over_keys(5, 2).await;
     // Less time left than the safety margin: one page, then a continuation.
     let near = chrono::Utc::now() + chrono::Duration::seconds(10);
     entry.handle(sqs_event(&items, 1), "worker", near).await;
@@ -392,14 +395,7 @@ async fn a_scheduled_run_fails_abandoned_jobs_before_it_starts() {
 
 #[tokio::test]
 async fn a_redelivery_after_the_last_page_ends_the_unit_without_counting_again() {
-    let (entry, parts) = setup(&["us-east-1"], 10).await;
-    for n in 0..3 {
-        parts
-            .source
-            .put_key(ACCOUNT, "us-east-1", key("us-east-1", n));
-    }
-    let id = start_job(&entry, json!({"kms": ["demo"]})).await;
-    let items = parts.dispatcher.drain();
+    let (entry, parts, id, items) = job_over_keys(3, 10).await;
     // A first delivery stored and recorded the only page, then died before ending the unit.
     let job_id = uuid::Uuid::parse_str(&id).unwrap();
     let page = cckm_aws_sync::ports::PageRecord {
@@ -438,14 +434,7 @@ async fn a_redelivery_after_the_last_page_ends_the_unit_without_counting_again()
 
 #[tokio::test]
 async fn a_redelivery_mid_unit_goes_on_from_the_recorded_page_and_counts_each_key_once() {
-    let (entry, parts) = setup(&["us-east-1"], 2).await;
-    for n in 0..5 {
-        parts
-            .source
-            .put_key(ACCOUNT, "us-east-1", key("us-east-1", n));
-    }
-    let id = start_job(&entry, json!({"kms": ["demo"]})).await;
-    let original = parts.dispatcher.drain();
+    let (entry, parts, id, original) = job_over_keys(5, 2).await;
     let near = chrono::Utc::now() + chrono::Duration::seconds(10);
     entry.handle(sqs_event(&original, 1), "worker", near).await;
     let continuation = parts.dispatcher.drain();
@@ -465,14 +454,7 @@ async fn a_redelivery_mid_unit_goes_on_from_the_recorded_page_and_counts_each_ke
 
 #[tokio::test]
 async fn a_cancel_between_two_pages_of_one_unit_stops_it_there() {
-    let (entry, parts) = setup(&["us-east-1"], 2).await;
-    for n in 0..6 {
-        parts
-            .source
-            .put_key(ACCOUNT, "us-east-1", key("us-east-1", n));
-    }
-    let id = start_job(&entry, json!({"kms": ["demo"]})).await;
-    let items = parts.dispatcher.drain();
+    let (entry, parts, id, items) = job_over_keys(6, 2).await;
     entry
         .handle(
             sqs_event(&items, 1),
