@@ -63,23 +63,9 @@ async fn seed(kms: &aws_sdk_kms::Client, region: &str) {
 }
 
 async fn sync(stack: &Stack, body: Value) -> Value {
-    let (status, job) = request(
-        &stack.entry,
-        "POST",
-        "/api/v1/cckm/aws/synchronization-jobs",
-        Some(body),
-    )
-    .await;
-    assert_eq!(status, 201, "{job}");
+    let id = start_job(&stack.entry, body).await;
     stack.drain_queue().await;
-    let id = job["id"].as_str().unwrap();
-    let (_, done) = request(
-        &stack.entry,
-        "GET",
-        &format!("/api/v1/cckm/aws/synchronization-jobs/{id}"),
-        None,
-    )
-    .await;
+    let done = get_job(&stack.entry, &id).await;
     assert_eq!(done["overall_status"], "completed", "{done}");
     done
 }
