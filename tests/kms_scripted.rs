@@ -609,3 +609,39 @@ mod dynamodb_unprocessed_items {
         );
     }
 }
+
+#[tokio::test]
+async fn scripted_a_unit_near_its_deadline_continues_from_its_list_keys_marker() {
+    let kms = ScriptedKms::new(vec![("us-east-1", region_rules("us-east-1", 2500))]);
+    let (entry, parts) = entry_with(kms, &["us-east-1"]).await;
+    let id = start_job(&entry, json!({"kms": ["scripted"]})).await;
+    let items = parts.dispatcher.drain();
+    // Less time left than the safety margin: one page of 1,000 keys, then a continuation.
+    entry
+        .handle(
+            sqs_event(&items, 1),
+            "w",
+            chrono::Utc::now() + chrono::Duration::seconds(30),
+        )
+        .await;
+    let continuation = parts.dispatcher.drain();
+    assert_eq!(continuation.len(), 1);
+    assert_eq!(
+        continuation[0].marker.as_deref(),
+        Some("1000"),
+        "the ListKeys marker is handed on"
+    );
+    assert_eq!(get_job(&entry, &id).await["overall_status"], "in_progress");
+    assert_eq!(parts.keys.list(None).await.unwrap().len(), 1000);
+    entry
+        .handle(
+            sqs_event(&continuation, 1),
+            "w",
+            chrono::Utc::now() + chrono::Duration::minutes(15),
+        )
+        .await;
+    let job = get_job(&entry, &id).await;
+    assert_eq!(job["overall_status"], "completed", "{job}");
+    assert_eq!(job["progress"]["keys_synced"], 2500);
+    assert_eq!(parts.keys.list(None).await.unwrap().len(), 2500);
+}

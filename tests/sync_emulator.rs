@@ -377,6 +377,16 @@ async fn a_second_sync_flags_deleted_keys_gone_keeps_ids_and_created_at_and_sees
         .put_all(&[phantom.clone()])
         .await
         .unwrap();
+    // A key an earlier sync had found gone (as if it had vanished for a while) and that AWS lists again.
+    let returning =
+        cckm_aws_sync::domain::key::key_record_id(first[1]["aws_param"]["Arn"].as_str().unwrap());
+    let flagged = stack
+        .entry
+        .app
+        .keys
+        .mark_gone(&[returning], uuid::Uuid::new_v4(), chrono::Utc::now())
+        .await;
+    assert_eq!(flagged.unwrap(), 1);
 
     let second = start_job(&stack.entry, json!({"kms": ["one"]})).await;
     stack.drain_queue().await;
@@ -388,6 +398,11 @@ async fn a_second_sync_flags_deleted_keys_gone_keeps_ids_and_created_at_and_sees
     let gone: Vec<&Value> = after.iter().filter(|k| k["gone"] == true).collect();
     assert_eq!(gone.len(), 1);
     assert_eq!(gone[0]["id"], phantom.id.to_string());
+    let back = after
+        .iter()
+        .find(|k| k["id"] == returning.to_string())
+        .unwrap();
+    assert_eq!(back["gone"], false, "a key listed again is un-flagged");
     assert_eq!(list_keys(&stack.entry, "gone=true").await.len(), 1);
     for old in &first {
         let now = after
