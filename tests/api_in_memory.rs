@@ -4,3 +4,78 @@ mod api_cases;
 mod common;
 
 api_tests!(common::backend::Backend::memory());
+
+/// A tiny deterministic generator, so the run below is the same every time.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+#[tokio::test]
+async fn thousands_of_odd_requests_never_panic_and_never_answer_500() {
+    use common::*;
+    let (entry, _parts) = memory_entry(10);
+    let mut rng = XorShift(0x5eed_cafe_f00d_d00d);
+    let methods = ["GET", "POST", "PATCH", "DELETE", "PUT", "HEAD", "OPTIONS"];
+    let paths = [
+        "/api/v1/cckm/aws/kms",
+        "/api/v1/cckm/aws/kms/x",
+        "/v1/cckm/aws/kms/%00",
+        "/api/v1/cckm/aws/synchronization-jobs",
+        "/api/v1/cckm/aws/synchronization-jobs/00000000-0000-0000-0000-000000000000",
+        "/api/v1/cckm/aws/synchronization-jobs/x/cancel",
+        "/api/v1/cckm/aws/keys",
+        "/api/v1/cckm/aws/keys/1/refresh",
+        "/",
+        "",
+        "//",
+        "/api",
+        "/api/v1/cckm/aws/keys?limit=99999999999999999999999",
+        "/api/v1/cckm/aws/keys?sort=,,-,",
+        "/api/v1/cckm/aws/keys?skip=18446744073709551616",
+        "/api/v1/cckm/aws/synchronization-jobs?kms=&kms=%FF",
+    ];
+    let bodies = [
+        "",
+        "{",
+        "null",
+        "[]",
+        "{}",
+        "\"x\"",
+        "{\"kms\": null}",
+        "{\"kms\": [null]}",
+        "{\"kms\": [\"demo\"], \"regions\": [1]}",
+        "{\"synchronize_all\": true}",
+        "{\"name\": \"a\", \"account_id\": \"123456789012\", \"regions\": [\"us-east-1\"]}",
+        "{\"name\": \"\\u0000\", \"account_id\": 1e400}",
+        "{\"regions\": [\"us-east-1\"], \"assume_role_arn\": \"arn:aws:iam::1:role/\"}",
+        "{\"kms\": [\"a\"], \"kms\": [\"b\"]}",
+        "\u{feff}{}",
+        "{\"a\":{\"b\":{\"c\":[[[[[]]]]]}}}",
+    ];
+    for _ in 0..3000 {
+        let method = rng.pick(&methods);
+        let path = rng.pick(&paths);
+        let body = rng.pick(&bodies);
+        let mut event = v2_event(method, path, None, Some(&token()));
+        event["body"] = serde_json::Value::from(body);
+        if rng.next().is_multiple_of(5) {
+            event["isBase64Encoded"] = serde_json::Value::from(true);
+        }
+        let (status, answer) = call(&entry, event).await;
+        assert!(
+            [200, 201, 204, 400, 404, 405, 409].contains(&status),
+            "{method} {path} {body:?} answered {status}: {answer}"
+        );
+    }
+}
