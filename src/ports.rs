@@ -114,8 +114,20 @@ pub trait KeyStore: Send + Sync {
     /// Flags these keys gone, except those `job_id` itself saw (checked on each record, not on the index)
     /// and those deleted meanwhile; answers how many it flagged.
     async fn mark_gone(&self, ids: &[Uuid], job_id: Uuid, now: Timestamp) -> Result<u64, AppError>;
-    /// Every key of the given units (index queries), or of the whole table when `units` is None.
-    async fn list(&self, units: Option<&[String]>) -> Result<Vec<KeyRecord>, AppError>;
+    /// Hands every key of the given units (index queries), or of the whole table when `units` is None, to
+    /// `visit` as the store's pages arrive, so that no caller has to hold them all at once.
+    async fn scan(
+        &self,
+        units: Option<&[String]>,
+        visit: &mut (dyn FnMut(KeyRecord) + Send),
+    ) -> Result<(), AppError>;
+
+    /// Every key of `scan`, collected.
+    async fn list(&self, units: Option<&[String]>) -> Result<Vec<KeyRecord>, AppError> {
+        let mut keys = Vec::new();
+        self.scan(units, &mut |key| keys.push(key)).await?;
+        Ok(keys)
+    }
 }
 
 /// How to reach one AWS account: with the function's own credentials, or through a role.

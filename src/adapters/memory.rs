@@ -336,12 +336,18 @@ impl KeyStore for MemoryKeyStore {
         Ok(flagged)
     }
 
-    async fn list(&self, units: Option<&[String]>) -> Result<Vec<KeyRecord>, AppError> {
-        Ok(lock(&self.keys)
+    async fn scan(
+        &self,
+        units: Option<&[String]>,
+        visit: &mut (dyn FnMut(KeyRecord) + Send),
+    ) -> Result<(), AppError> {
+        let keys: Vec<KeyRecord> = lock(&self.keys)
             .values()
             .filter(|k| units.is_none_or(|units| units.contains(&k.unit)))
             .cloned()
-            .collect())
+            .collect();
+        keys.into_iter().for_each(visit);
+        Ok(())
     }
 }
 

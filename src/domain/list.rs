@@ -132,28 +132,75 @@ impl ListQuery {
     }
 
     /// Sorts and pages rendered items; returns the page and the number of matches before paging.
-    pub fn page(&self, mut items: Vec<Value>) -> (Vec<Value>, usize) {
-        items.sort_by(|a, b| {
-            self.sort.iter().fold(Ordering::Equal, |order, key| {
-                order.then_with(|| {
-                    let ord = compare_json(lookup(a, &key.field), lookup(b, &key.field));
-                    if key.descending { ord.reverse() } else { ord }
-                })
+    pub fn page(&self, items: Vec<Value>) -> (Vec<Value>, usize) {
+        let mut pager = self.pager();
+        items.into_iter().for_each(|item| pager.push(item));
+        pager.finish()
+    }
+
+    /// A collector that keeps only what the page can still need (`skip + limit` items), so a list read
+    /// page by page from the store never holds every match in memory.
+    pub fn pager(&self) -> Pager<'_> {
+        Pager {
+            query: self,
+            kept: Vec::new(),
+            total: 0,
+        }
+    }
+
+    fn compare(&self, a: &Value, b: &Value) -> Ordering {
+        self.sort.iter().fold(Ordering::Equal, |order, key| {
+            order.then_with(|| {
+                let ord = compare_json(lookup(a, &key.field), lookup(b, &key.field));
+                if key.descending { ord.reverse() } else { ord }
             })
-        });
-        let total = items.len();
-        let page = items
-            .into_iter()
-            .skip(self.skip)
-            .take(self.limit.unwrap_or(usize::MAX))
-            .collect();
-        (page, total)
+        })
     }
 
     /// The list envelope of spec section 6; `limit` echoes -1 when every match was asked for.
     pub fn envelope(&self, resources: Vec<Value>, total: usize) -> Value {
         let limit = self.limit.map_or(-1, |l| l as i64);
         serde_json::json!({ "skip": self.skip, "limit": limit, "total": total, "resources": resources })
+    }
+}
+
+/// Matches pushed one at a time, kept in sort order (ties in arrival order), cut to what the page needs.
+pub struct Pager<'q> {
+    query: &'q ListQuery,
+    kept: Vec<Value>,
+    total: usize,
+}
+
+impl Pager<'_> {
+    pub fn push(&mut self, item: Value) {
+        self.total += 1;
+        let at = self
+            .kept
+            .partition_point(|kept| self.query.compare(kept, &item) != Ordering::Greater);
+        let needed = self
+            .query
+            .limit
+            .map(|limit| self.query.skip.saturating_add(limit));
+        if needed.is_some_and(|needed| at >= needed) {
+            return;
+        }
+        self.kept.insert(at, item);
+        if needed.is_some_and(|needed| self.kept.len() > needed) {
+            self.kept.pop();
+        }
+    }
+
+    /// The page, and how many items matched in all.
+    pub fn finish(self) -> (Vec<Value>, usize) {
+        let limit = self.query.limit.unwrap_or(usize::MAX);
+        (
+            self.kept
+                .into_iter()
+                .skip(self.query.skip)
+                .take(limit)
+                .collect(),
+            self.total,
+        )
     }
 }
 
@@ -276,6 +323,28 @@ mod tests {
             vec![json!({"name": "a", "n": 1}), json!({"name": "b", "n": 1})]
         );
         assert_eq!(q.envelope(page, total)["total"], 4);
+    }
+
+    #[test]
+    fn the_pager_keeps_only_what_the_page_needs_and_agrees_with_a_full_sort() {
+        let q = ListQuery::parse(
+            &query(&[("sort", "-n,name"), ("skip", "3"), ("limit", "4")]),
+            &SPEC,
+        )
+        .unwrap();
+        let items: Vec<Value> = (0..200)
+            .map(|i| json!({"n": (i * 37) % 11, "name": format!("k{i:03}")}))
+            .collect();
+        let mut expected = items.clone();
+        expected.sort_by(|a, b| q.compare(a, b));
+        let mut pager = q.pager();
+        for item in items {
+            pager.push(item);
+            assert!(pager.kept.len() <= 7, "never more than skip + limit");
+        }
+        let (page, total) = pager.finish();
+        assert_eq!(total, 200);
+        assert_eq!(page, expected[3..7].to_vec());
     }
 
     #[test]

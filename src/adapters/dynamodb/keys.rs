@@ -1,6 +1,6 @@
 //! Synced keys in DynamoDB: batch writes, the `by_unit` index for one account/region, gone flags.
 
-use super::{Item, all_pages, batch_put, condition_failed, from_item, s, store_error, to_item};
+use super::{Item, batch_put, condition_failed, for_each_page, from_item, s, store_error, to_item};
 use crate::domain::AppError;
 use crate::domain::key::KeyRecord;
 use crate::domain::time::{Timestamp, format};
@@ -41,12 +41,14 @@ impl DynamoKeyStore {
     }
 
     /// Every item of one unit from the index; `projection` limits the attributes read back.
+    /// Every item of one unit from the index, a page at a time; `projection` limits the attributes read.
     async fn query_unit(
         &self,
         unit_key: &str,
         projection: Option<&str>,
-    ) -> Result<Vec<Item>, AppError> {
-        all_pages(|start| async move {
+        visit: impl FnMut(Vec<Item>) -> Result<(), AppError>,
+    ) -> Result<(), AppError> {
+        let page = |start| async move {
             let mut query = self
                 .client
                 .query()
@@ -65,8 +67,8 @@ impl DynamoKeyStore {
                 .await
                 .map_err(|e| store_error("query keys of a unit", e))?;
             Ok((output.items.unwrap_or_default(), output.last_evaluated_key))
-        })
-        .await
+        };
+        for_each_page(page, visit).await
     }
 }
 
@@ -103,9 +105,16 @@ impl KeyStore for DynamoKeyStore {
     }
 
     async fn unit_stubs(&self, unit_key: &str) -> Result<Vec<StoredKeyStub>, AppError> {
-        let items = self
-            .query_unit(unit_key, Some("id, arn, createdAt, gone, last_seen_job"))
-            .await?;
+        let mut items = Vec::new();
+        self.query_unit(
+            unit_key,
+            Some("id, arn, createdAt, gone, last_seen_job"),
+            |batch| {
+                items.extend(batch);
+                Ok(())
+            },
+        )
+        .await?;
         items
             .into_iter()
             .map(|item| {
@@ -156,17 +165,26 @@ impl KeyStore for DynamoKeyStore {
         Ok(flags.into_iter().filter(|flagged| *flagged).count() as u64)
     }
 
-    async fn list(&self, units: Option<&[String]>) -> Result<Vec<KeyRecord>, AppError> {
-        let items = match units {
+    async fn scan(
+        &self,
+        units: Option<&[String]>,
+        visit: &mut (dyn FnMut(KeyRecord) + Send),
+    ) -> Result<(), AppError> {
+        let mut decode = |batch: Vec<Item>| {
+            for item in batch {
+                visit(from_item(item)?);
+            }
+            Ok(())
+        };
+        match units {
             Some(units) => {
-                let mut items = Vec::new();
                 for unit in units {
-                    items.extend(self.query_unit(unit, None).await?);
+                    self.query_unit(unit, None, &mut decode).await?;
                 }
-                items
+                Ok(())
             }
             None => {
-                all_pages(|start| async move {
+                let page = |start| async move {
                     let output = self
                         .client
                         .scan()
@@ -176,10 +194,9 @@ impl KeyStore for DynamoKeyStore {
                         .await
                         .map_err(|e| store_error("scan keys", e))?;
                     Ok((output.items.unwrap_or_default(), output.last_evaluated_key))
-                })
-                .await?
+                };
+                for_each_page(page, decode).await
             }
-        };
-        items.into_iter().map(from_item).collect()
+        }
     }
 }

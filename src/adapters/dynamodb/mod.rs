@@ -118,20 +118,38 @@ pub(crate) async fn batch_put(
     Ok(())
 }
 
-/// Runs a Query (or Scan) to its last page; `page` sends one request from a start key.
-pub(crate) async fn all_pages<F, Fut>(mut page: F) -> Result<Vec<Item>, AppError>
+/// Runs a Query (or Scan) to its last page, handing each page's items to `visit`; `page` sends one
+/// request from a start key.
+pub(crate) async fn for_each_page<F, Fut>(
+    mut page: F,
+    mut visit: impl FnMut(Vec<Item>) -> Result<(), AppError>,
+) -> Result<(), AppError>
+where
+    F: FnMut(Option<Item>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<Item>, Option<Item>), AppError>>,
+{
+    let mut start = None;
+    loop {
+        let (batch, next) = page(start).await?;
+        visit(batch)?;
+        match next {
+            Some(key) if !key.is_empty() => start = Some(key),
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// Every item of a Query (or Scan), all pages.
+pub(crate) async fn all_pages<F, Fut>(page: F) -> Result<Vec<Item>, AppError>
 where
     F: FnMut(Option<Item>) -> Fut,
     Fut: std::future::Future<Output = Result<(Vec<Item>, Option<Item>), AppError>>,
 {
     let mut items = Vec::new();
-    let mut start = None;
-    loop {
-        let (batch, next) = page(start).await?;
+    for_each_page(page, |batch| {
         items.extend(batch);
-        match next {
-            Some(key) if !key.is_empty() => start = Some(key),
-            _ => return Ok(items),
-        }
-    }
+        Ok(())
+    })
+    .await?;
+    Ok(items)
 }

@@ -57,16 +57,16 @@ const LIST: ListSpec = ListSpec {
 
 pub async fn list(app: &App, request: &HttpRequest) -> Result<HttpResponse, AppError> {
     let query = ListQuery::parse(&request.query, &LIST)?;
-    let records = match index_units(app, &query).await? {
-        Some(units) => app.keys.list(Some(&units)).await?,
-        None => app.keys.list(None).await?,
+    let units = index_units(app, &query).await?;
+    // Keys stream in a store page at a time; only the matches the page can still need are kept.
+    let mut pager = query.pager();
+    let mut keep = |key: KeyRecord| {
+        if matches(&query, &key) {
+            pager.push(views::key(&app.tenancy, &key));
+        }
     };
-    let items = records
-        .iter()
-        .filter(|key| matches(&query, key))
-        .map(|key| views::key(&app.tenancy, key))
-        .collect();
-    let (page, total) = query.page(items);
+    app.keys.scan(units.as_deref(), &mut keep).await?;
+    let (page, total) = pager.finish();
     Ok(HttpResponse::json(200, query.envelope(page, total)))
 }
 
