@@ -553,9 +553,7 @@ async fn a_lapsed_lease_in_dynamodb_lets_a_new_job_start_when_a_worker_died() {
     let stack = emulator.stack().await;
     let account = random_account();
     register_kms(&stack.entry, "l", &account, &REGIONS).await;
-    let mut app = stack.entry.app.clone();
-    app.sync.lease = std::time::Duration::from_secs(1);
-    let entry = entry_for(app);
+    let entry = with_one_second_lease(&stack.entry);
     let (status, first) = request(
         &entry,
         "POST",
@@ -591,9 +589,7 @@ async fn cancelling_a_job_whose_workers_are_gone_ends_it_at_once_in_dynamodb() {
     let emulator = shared();
     let stack = emulator.stack().await;
     register_kms(&stack.entry, "gone", &random_account(), &REGIONS).await;
-    let mut app = stack.entry.app.clone();
-    app.sync.lease = std::time::Duration::from_secs(1);
-    let entry = entry_for(app);
+    let entry = with_one_second_lease(&stack.entry);
     let (_, started) = request(
         &entry,
         "POST",

@@ -312,9 +312,7 @@ async fn a_malformed_message_is_reported_failed_and_the_rest_of_the_batch_procee
 #[tokio::test]
 async fn a_lapsed_lease_lets_a_new_job_start_when_a_worker_died() {
     let (entry, _parts) = setup(&["us-east-1"], 10).await;
-    let mut app = entry.app.clone();
-    app.sync.lease = std::time::Duration::from_secs(1);
-    let entry = entry_for(app);
+    let entry = with_one_second_lease(&entry);
     let first = start_job(&entry, json!({"kms": ["demo"]})).await;
     let overlap = request(
         &entry,
@@ -333,9 +331,7 @@ async fn a_lapsed_lease_lets_a_new_job_start_when_a_worker_died() {
 /// An entry whose leases lapse after a second, with one job started that no worker will ever run.
 async fn abandoned_job() -> (Entry, MemoryParts, String) {
     let (entry, parts) = setup(&["us-east-1", "eu-west-1"], 10).await;
-    let mut app = entry.app.clone();
-    app.sync.lease = std::time::Duration::from_secs(1);
-    let entry = entry_for(app);
+    let entry = with_one_second_lease(&entry);
     let id = start_job(&entry, json!({"kms": ["demo"]})).await;
     parts.dispatcher.drain();
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;

@@ -58,6 +58,13 @@ pub fn entry_for(app: App) -> Entry {
     )
 }
 
+/// The same stores behind an entry whose leases lapse after one second, as if every worker had died.
+pub fn with_one_second_lease(entry: &Entry) -> Entry {
+    let mut app = entry.app.clone();
+    app.sync.lease = std::time::Duration::from_secs(1);
+    entry_for(app)
+}
+
 /// An HTTP API (v2) event as API Gateway sends it on the `$default` stage.
 pub fn v2_event(
     method: &str,
