@@ -29,9 +29,10 @@ pub struct MemoryParts {
 impl App {
     /// An app on in-memory adapters whose own credentials belong to `caller_account`.
     pub fn in_memory(caller_account: &str, page_size: usize) -> (App, MemoryParts) {
+        let jobs = Arc::new(MemoryJobStore::default());
         let parts = MemoryParts {
-            jobs: Arc::new(MemoryJobStore::default()),
-            keys: Arc::new(MemoryKeyStore::default()),
+            keys: Arc::new(MemoryKeyStore::new(jobs.clone())),
+            jobs,
             source: Arc::new(MemoryKeySource::with_page_size(page_size)),
             dispatcher: Arc::new(MemoryDispatcher::default()),
         };

@@ -1,5 +1,6 @@
 //! The one Lambda entry point: tells the event's kind by its shape and hands it to the API, the worker or
-//! the scheduler. Anything unrecognised is answered with an error object, never a panic.
+//! the scheduler. Anything unrecognised is answered with an error object, never a panic; only an SQS batch
+//! that cannot be read fails the invocation, so that Lambda delivers it again instead of deleting it.
 
 use crate::api::Api;
 use crate::api::auth::Authenticator;
@@ -47,6 +48,13 @@ pub fn classify(event: &Value) -> EventKind {
     }
 }
 
+/// An SQS batch whose event could not be read. With `ReportBatchItemFailures`, an answer without
+/// `batchItemFailures` would count as the whole batch processed (and delete it); failing the invocation
+/// sends every message back instead.
+#[derive(Debug, thiserror::Error)]
+#[error("unreadable SQS event: {0}")]
+pub struct UnreadableBatch(String);
+
 pub struct Entry {
     pub app: App,
     pub api: Api,
@@ -61,8 +69,13 @@ impl Entry {
     }
 
     /// `deadline` is the invocation's deadline, which the worker uses to stop at a page boundary in time.
-    pub async fn handle(&self, event: Value, request_id: &str, deadline: Timestamp) -> Value {
-        match classify(&event) {
+    pub async fn handle(
+        &self,
+        event: Value,
+        request_id: &str,
+        deadline: Timestamp,
+    ) -> Result<Value, UnreadableBatch> {
+        Ok(match classify(&event) {
             EventKind::HttpV1 => match serde_json::from_value::<ApiGatewayProxyRequest>(event) {
                 Ok(request) => {
                     self.http(HttpRequest::from_v1(request), request_id, Payload::RestV1)
@@ -80,8 +93,8 @@ impl Entry {
             EventKind::Sqs => match serde_json::from_value::<SqsEvent>(event) {
                 Ok(batch) => json!(worker::handle_batch(&self.app, batch, deadline).await),
                 Err(err) => {
-                    tracing::error!(error = %err, "unreadable SQS event");
-                    json!({"error": "unreadable SQS event"})
+                    tracing::error!(error = %err, "unreadable SQS event; the batch will come back");
+                    return Err(UnreadableBatch(err.to_string()));
                 }
             },
             EventKind::ScheduledEvent => {
@@ -98,7 +111,7 @@ impl Entry {
                 tracing::warn!("event of an unknown kind ignored");
                 json!({"error": "unsupported event"})
             }
-        }
+        })
     }
 
     async fn http(&self, mut request: HttpRequest, request_id: &str, payload: Payload) -> Value {

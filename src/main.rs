@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
         Ok::<Value, Error>(
             entry
                 .handle(event.payload, &event.context.request_id, deadline)
-                .await,
+                .await?,
         )
     }))
     .await

@@ -33,6 +33,8 @@ pub struct UnitProgress {
     pub marker: Option<String>,
     pub pages_done: u64,
     pub keys_synced: u64,
+    /// Keys this unit's gone sweep flagged so far.
+    pub keys_gone: u64,
 }
 
 /// Jobs, their units and the (account, region) leases that keep two jobs off the same unit.
@@ -54,8 +56,9 @@ pub trait JobStore: Send + Sync {
         job_id: Uuid,
         unit_key: &str,
     ) -> Result<Option<UnitProgress>, AppError>;
-    /// Records one page of a unit: moves its marker from `page.pages_done` and adds the keys. False when that
-    /// page was recorded already (a redelivered message), so nothing is counted twice.
+    /// Records one page of a unit: moves its marker from `page.pages_done` and adds the keys. False when the
+    /// unit did not stand at `page.pages_done` (or had ended): the caller re-reads the unit to tell a page
+    /// that another delivery recorded from its own write whose answer was lost.
     async fn record_page(
         &self,
         job_id: Uuid,
@@ -63,21 +66,40 @@ pub trait JobStore: Send + Sync {
         page: PageRecord,
         now: Timestamp,
     ) -> Result<bool, AppError>;
-    /// Ends a unit and counts it on the job, atomically; false when the unit had ended already.
+    /// Ends a unit and adds its counters (keys synced, keys flagged gone) to the job, atomically; false
+    /// when the unit had ended already. The lease is not touched: `release_lease` gives it back.
     async fn finish_unit(
         &self,
         job_id: Uuid,
         unit_key: &str,
         status: &UnitStatus,
-        keys_gone: u64,
         now: Timestamp,
     ) -> Result<bool, AppError>;
     /// Ends the job if every unit has ended and it is still in progress; Some(job) only for the one call
-    /// that ended it.
+    /// that ended it. The end status is decided on the `abort` value the write is conditioned on, so a
+    /// cancel racing the end cannot leave a canceled job `failed`.
     async fn complete_if_done(&self, job_id: Uuid, now: Timestamp)
     -> Result<Option<Job>, AppError>;
     /// Who holds the lease of a unit, and until when; None when nobody does.
     async fn lease(&self, unit_key: &str) -> Result<Option<(Uuid, Timestamp)>, AppError>;
+    /// Extends `job_id`'s lease of a unit to `until` (taking it again if it lapsed and nobody took it);
+    /// `HeldBy` another job when that job took it over, and then nothing is written.
+    async fn renew_lease(
+        &self,
+        unit_key: &str,
+        job_id: Uuid,
+        until: Timestamp,
+    ) -> Result<LeaseRenewal, AppError>;
+    /// Gives the lease of a unit back if `job_id` still holds it; a lease another job holds is left alone.
+    async fn release_lease(&self, unit_key: &str, job_id: Uuid) -> Result<(), AppError>;
+}
+
+/// What `renew_lease` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseRenewal {
+    Renewed,
+    /// Another job holds the unit now: this job's workers must stop.
+    HeldBy(Uuid),
 }
 
 /// One page of a unit, as `record_page` takes it.
@@ -87,18 +109,47 @@ pub struct PageRecord {
     pub pages_done: u64,
     pub next_marker: Option<String>,
     pub keys: u64,
-    /// The unit's lease is renewed with every page, so a live unit never loses it.
-    pub lease_until: Timestamp,
 }
 
-/// What a finished unit needs to know of a stored key to keep `createdAt` and flag what is gone.
+/// What a unit needs to know of a stored key to keep `createdAt` and find the candidates of its gone sweep.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredKeyStub {
     pub id: Uuid,
     pub arn: String,
     pub created_at: Timestamp,
+    pub synced_at: Timestamp,
     pub gone: bool,
     pub last_seen_job: Option<Uuid>,
+}
+
+/// The end of a unit that listed every page: the stored keys its job did not see are confirmed with AWS
+/// one by one, and each verdict is written and counted on the unit item in one step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GoneSweep {
+    pub job_id: Uuid,
+    /// When the job started. A record stamped since then was written by a newer reader of AWS (another
+    /// job, a refresh): its stamp is never overruled by this sweep.
+    pub job_started: Timestamp,
+    pub unit_key: String,
+}
+
+impl GoneSweep {
+    /// Whether this sweep may still decide a key, judged on its stored stamp (the stores check the same on
+    /// the record itself as they write).
+    pub fn may_decide(&self, stub: &StoredKeyStub) -> bool {
+        !stub.gone && stub.last_seen_job != Some(self.job_id) && stub.synced_at < self.job_started
+    }
+}
+
+/// What one write of a gone sweep did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SweepMark {
+    /// Written, and counted on the unit.
+    Counted,
+    /// The key's record changed since it was read (already gone, stamped anew, deleted): nothing written.
+    Skipped,
+    /// The unit ended meanwhile (another delivery, the sweep of abandoned jobs): the sweep must stop.
+    UnitEnded,
 }
 
 /// Synced key records.
@@ -111,9 +162,21 @@ pub trait KeyStore: Send + Sync {
     async fn delete(&self, id: Uuid) -> Result<bool, AppError>;
     /// The stored keys of one `"<account>/<region>"`, read from the key index, reduced to their stubs.
     async fn unit_stubs(&self, unit_key: &str) -> Result<Vec<StoredKeyStub>, AppError>;
-    /// Flags these keys gone, except those `job_id` itself saw (checked on each record, not on the index)
-    /// and those deleted meanwhile; answers how many it flagged.
-    async fn mark_gone(&self, ids: &[Uuid], job_id: Uuid, now: Timestamp) -> Result<u64, AppError>;
+    /// Writes what a refresh read of one key, except the sync's own stamp (`last_seen_job`) and `createdAt`;
+    /// `NotFound` when the record was deleted meanwhile.
+    async fn update_from_refresh(&self, key: &KeyRecord) -> Result<(), AppError>;
+    /// Flags one key gone and counts it on the sweep's unit, in one step, if the sweep may still decide it
+    /// (`GoneSweep::may_decide`, checked on the record) and the unit is still in progress.
+    async fn flag_gone(
+        &self,
+        id: Uuid,
+        sweep: &GoneSweep,
+        now: Timestamp,
+    ) -> Result<SweepMark, AppError>;
+    /// Stores a candidate of the sweep that AWS still has (the listing missed it) as seen by the sweep's
+    /// job, and counts it synced on the unit, under the same conditions as `flag_gone`.
+    async fn restore_seen(&self, key: &KeyRecord, sweep: &GoneSweep)
+    -> Result<SweepMark, AppError>;
     /// Hands every key of the given units (index queries), or of the whole table when `units` is None, to
     /// `visit` as the store's pages arrive, so that no caller has to hold them all at once.
     async fn scan(

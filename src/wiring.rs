@@ -43,7 +43,11 @@ pub fn build_entry(config: &Config, sdk: &SdkConfig) -> Result<Entry, ConfigErro
     let app = App {
         kms: Arc::new(DynamoKmsRegistry::new(dynamodb.clone(), &config.kms_table)),
         jobs: Arc::new(DynamoJobStore::new(dynamodb.clone(), &config.jobs_table)),
-        keys: Arc::new(DynamoKeyStore::new(dynamodb, &config.keys_table)),
+        keys: Arc::new(DynamoKeyStore::new(
+            dynamodb,
+            &config.keys_table,
+            &config.jobs_table,
+        )),
         source: Arc::new(AwsKeySourceFactory::new(
             sdk.clone(),
             config.sync.rate_share,

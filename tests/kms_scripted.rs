@@ -573,7 +573,7 @@ mod dynamodb_unprocessed_items {
                     .build()
             });
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule]);
-        let store = DynamoKeyStore::new(client, "keys");
+        let store = DynamoKeyStore::new(client, "keys", "jobs");
         let records: Vec<_> = (0..60)
             .map(|n| {
                 cckm_aws_sync::domain::key::KeyRecord::from_details(
@@ -623,7 +623,8 @@ async fn scripted_a_unit_near_its_deadline_continues_from_its_list_keys_marker()
             "w",
             chrono::Utc::now() + chrono::Duration::seconds(30),
         )
-        .await;
+        .await
+        .expect("a readable event");
     let continuation = parts.dispatcher.drain();
     assert_eq!(continuation.len(), 1);
     assert_eq!(
@@ -639,7 +640,8 @@ async fn scripted_a_unit_near_its_deadline_continues_from_its_list_keys_marker()
             "w",
             chrono::Utc::now() + chrono::Duration::minutes(15),
         )
-        .await;
+        .await
+        .expect("a readable event");
     let job = get_job(&entry, &id).await;
     assert_eq!(job["overall_status"], "completed", "{job}");
     assert_eq!(job["progress"]["keys_synced"], 2500);

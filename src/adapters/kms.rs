@@ -18,8 +18,13 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// ListKeys page size: the largest AWS allows.
+/// ListKeys page size: the largest AWS allows, unless the allowed rate calls for less.
 const LIST_KEYS_LIMIT: i32 = 1000;
+/// The longest a page should take at the allowed rate: a third of the worker's 90 s deadline margin, so a
+/// page started near the deadline still ends well inside the invocation (throttling backoff included).
+const PAGE_SECONDS: f64 = 30.0;
+/// The smallest page worth a ListKeys call.
+const MIN_PAGE: i32 = 20;
 const LIST_ALIASES_LIMIT: i32 = 100;
 const LIST_TAGS_LIMIT: i32 = 50;
 /// Attempts per call, throttling included; adaptive mode also slows the client down when throttled.
@@ -27,13 +32,13 @@ const MAX_ATTEMPTS: u32 = 6;
 
 pub struct AwsKeySourceFactory {
     sdk: SdkConfig,
-    roles: RoleCredentials,
+    roles: Arc<RoleCredentials>,
     limits: Arc<RateLimits>,
 }
 
 impl AwsKeySourceFactory {
     pub fn new(sdk: SdkConfig, rate_share: f64, quotas: Quotas) -> Self {
-        let roles = RoleCredentials::new(aws_sdk_sts::Client::new(&sdk));
+        let roles = Arc::new(RoleCredentials::new(aws_sdk_sts::Client::new(&sdk)));
         AwsKeySourceFactory {
             sdk,
             roles,
@@ -60,12 +65,13 @@ impl KeySourceFactory for AwsKeySourceFactory {
             config = config.credentials_provider(credentials);
         }
         let client = Client::from_conf(config.build());
-        Ok(Arc::new(AwsKeySource::new(
-            client,
-            &connection.account_id,
-            region,
-            self.limits.clone(),
-        )))
+        let source = AwsKeySource::new(client, &connection.account_id, region, self.limits.clone());
+        Ok(Arc::new(match &connection.assume_role_arn {
+            Some(role) => {
+                source.with_role(self.roles.clone(), role, connection.external_id.as_deref())
+            }
+            None => source,
+        }))
     }
 }
 
@@ -80,6 +86,14 @@ pub struct AwsKeySource {
     account_id: String,
     region: String,
     limits: Arc<RateLimits>,
+    /// The role whose cached credentials the client uses, if any: dropped when AWS says they expired.
+    role: Option<AssumedRole>,
+}
+
+struct AssumedRole {
+    cache: Arc<RoleCredentials>,
+    arn: String,
+    external_id: Option<String>,
 }
 
 /// How a failed call reads.
@@ -101,6 +115,10 @@ where
     let Some(service) = err.as_service_error() else {
         return Failure::Transient(text);
     };
+    if expired_credentials(err) {
+        // The next attempt assumes the role afresh (the source drops the cached credentials).
+        return Failure::Transient(text);
+    }
     match service.code() {
         Some("NotFoundException") => Failure::Gone,
         Some(
@@ -111,8 +129,6 @@ where
             | "DependencyTimeoutException"
             | "ServiceUnavailableException"
             | "InternalFailure"
-            // Credentials that ran out mid-invocation: the next attempt assumes the role afresh.
-            | "ExpiredTokenException"
             | "RequestExpired",
         )
         | None => Failure::Transient(text),
@@ -121,6 +137,13 @@ where
             service.message().unwrap_or_default()
         )),
     }
+}
+
+fn expired_credentials<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    matches!(
+        err.as_service_error().and_then(|e| e.code()),
+        Some("ExpiredTokenException" | "ExpiredToken")
+    )
 }
 
 fn required<E, R>(operation: &str, err: SdkError<E, R>) -> SourceError
@@ -146,7 +169,61 @@ impl AwsKeySource {
             account_id: account_id.to_string(),
             region: region.to_string(),
             limits,
+            role: None,
         }
+    }
+
+    /// The client's credentials are `cache`'s for this role.
+    pub fn with_role(
+        self,
+        cache: Arc<RoleCredentials>,
+        role_arn: &str,
+        external_id: Option<&str>,
+    ) -> Self {
+        AwsKeySource {
+            role: Some(AssumedRole {
+                cache,
+                arn: role_arn.to_string(),
+                external_id: external_id.map(String::from),
+            }),
+            ..self
+        }
+    }
+
+    /// Classifies a failed call; credentials AWS calls expired leave the cache, however fresh they looked
+    /// (revoked, or a clock that disagrees), so the next attempt does not reuse them.
+    fn failure<E, R>(&self, operation: &str, err: &SdkError<E, R>) -> Failure
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        if expired_credentials(err)
+            && let Some(role) = &self.role
+        {
+            tracing::warn!(
+                account = self.account_id,
+                region = self.region,
+                operation,
+                "AWS says the role's credentials expired; they are assumed afresh next time"
+            );
+            role.cache.forget(&role.arn, role.external_id.as_deref());
+        }
+        classify(operation, err)
+    }
+
+    fn required<E, R>(&self, operation: &str, err: SdkError<E, R>) -> SourceError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        self.failure(operation, &err);
+        required(operation, err)
+    }
+
+    /// ListKeys page size: what the allowed rate reads in `PAGE_SECONDS`, within AWS's bounds.
+    fn page_limit(&self) -> i32 {
+        let keys = self.limits.keys_per_second() * PAGE_SECONDS;
+        (keys.min(f64::from(LIST_KEYS_LIMIT)) as i32).max(MIN_PAGE)
     }
 
     async fn pace(&self, operation: KmsOperation) {
@@ -169,7 +246,7 @@ impl AwsKeySource {
                 .set_marker(marker)
                 .send()
                 .await
-                .map_err(|e| classify("ListResourceTags", &e))?;
+                .map_err(|e| self.failure("ListResourceTags", &e))?;
             tags.extend(output.tags().iter().map(|t| Tag {
                 key: t.tag_key().into(),
                 value: t.tag_value().into(),
@@ -190,7 +267,7 @@ impl AwsKeySource {
             .policy_name("default")
             .send()
             .await
-            .map_err(|e| classify("GetKeyPolicy", &e))?;
+            .map_err(|e| self.failure("GetKeyPolicy", &e))?;
         Ok(output.policy)
     }
 
@@ -202,7 +279,7 @@ impl AwsKeySource {
             .key_id(key_id)
             .send()
             .await
-            .map_err(|e| classify("GetKeyRotationStatus", &e))?;
+            .map_err(|e| self.failure("GetKeyRotationStatus", &e))?;
         param.key_rotation_enabled = Some(output.key_rotation_enabled);
         param.rotation_period_in_days = output.rotation_period_in_days;
         param.next_rotation_date = date(output.next_rotation_date.as_ref());
@@ -238,11 +315,11 @@ impl KeySource for AwsKeySource {
         let output = self
             .client
             .list_keys()
-            .limit(LIST_KEYS_LIMIT)
+            .limit(self.page_limit())
             .set_marker(marker.map(String::from))
             .send()
             .await
-            .map_err(|e| required("ListKeys", e))?;
+            .map_err(|e| self.required("ListKeys", e))?;
         let keys = output
             .keys()
             .iter()
@@ -271,7 +348,7 @@ impl KeySource for AwsKeySource {
                 .set_marker(marker)
                 .send()
                 .await
-                .map_err(|e| required("ListAliases", e))?;
+                .map_err(|e| self.required("ListAliases", e))?;
             for alias in output.aliases() {
                 // Predefined aliases without a target name no key of the account.
                 if let (Some(name), Some(target)) = (alias.alias_name(), alias.target_key_id()) {
@@ -298,7 +375,7 @@ impl KeySource for AwsKeySource {
         let described = self.client.describe_key().key_id(&key.key_id).send().await;
         let metadata = match described {
             Ok(output) => output.key_metadata,
-            Err(err) => match classify("DescribeKey", &err) {
+            Err(err) => match self.failure("DescribeKey", &err) {
                 Failure::Gone => return Ok(None),
                 Failure::Transient(reason) => return Err(SourceError::Transient(reason)),
                 Failure::Refused(reason) => {

@@ -114,6 +114,7 @@ impl JobStore for MemoryJobStore {
                     marker: None,
                     pages_done: 0,
                     keys_synced: 0,
+                    keys_gone: 0,
                 };
                 (key.clone(), progress)
             })
@@ -210,13 +211,6 @@ impl JobStore for MemoryJobStore {
         unit.pages_done += 1;
         unit.marker = page.next_marker;
         unit.keys_synced += page.keys;
-        if let Some(lease) = state
-            .leases
-            .get_mut(unit_key)
-            .filter(|(holder, _)| *holder == job_id)
-        {
-            lease.1 = page.lease_until;
-        }
         Ok(true)
     }
 
@@ -225,7 +219,6 @@ impl JobStore for MemoryJobStore {
         job_id: Uuid,
         unit_key: &str,
         status: &UnitStatus,
-        keys_gone: u64,
         now: Timestamp,
     ) -> Result<bool, AppError> {
         let mut state = lock(&self.state);
@@ -243,15 +236,8 @@ impl JobStore for MemoryJobStore {
         progress.units_done += 1;
         progress.units_failed += u64::from(matches!(status, UnitStatus::Failed(_)));
         progress.keys_synced += unit.keys_synced;
-        progress.keys_gone += keys_gone;
+        progress.keys_gone += unit.keys_gone;
         stored.job.updated_at = now;
-        if state
-            .leases
-            .get(unit_key)
-            .is_some_and(|(holder, _)| *holder == job_id)
-        {
-            state.leases.remove(unit_key);
-        }
         Ok(true)
     }
 
@@ -281,11 +267,108 @@ impl JobStore for MemoryJobStore {
     async fn lease(&self, unit_key: &str) -> Result<Option<(Uuid, Timestamp)>, AppError> {
         Ok(lock(&self.state).leases.get(unit_key).copied())
     }
+
+    async fn renew_lease(
+        &self,
+        unit_key: &str,
+        job_id: Uuid,
+        until: Timestamp,
+    ) -> Result<LeaseRenewal, AppError> {
+        let mut state = lock(&self.state);
+        match state.leases.get(unit_key) {
+            Some((holder, _)) if *holder != job_id => Ok(LeaseRenewal::HeldBy(*holder)),
+            _ => {
+                state.leases.insert(unit_key.to_string(), (job_id, until));
+                Ok(LeaseRenewal::Renewed)
+            }
+        }
+    }
+
+    async fn release_lease(&self, unit_key: &str, job_id: Uuid) -> Result<(), AppError> {
+        let mut state = lock(&self.state);
+        if state
+            .leases
+            .get(unit_key)
+            .is_some_and(|(holder, _)| *holder == job_id)
+        {
+            state.leases.remove(unit_key);
+        }
+        Ok(())
+    }
 }
 
-#[derive(Default)]
+impl MemoryJobStore {
+    /// Applies `count` to a unit that is still in progress; false when it ended (or does not exist).
+    fn count_on_open_unit(
+        &self,
+        job_id: Uuid,
+        unit_key: &str,
+        count: impl FnOnce(&mut UnitProgress),
+    ) -> bool {
+        let mut state = lock(&self.state);
+        match state
+            .jobs
+            .get_mut(&job_id)
+            .and_then(|stored| stored.units.get_mut(unit_key))
+            .filter(|unit| !unit.status.is_final())
+        {
+            Some(unit) => {
+                count(unit);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Synced keys in memory. It shares the job store, because a gone sweep counts each verdict on the unit in
+/// the same step, as the DynamoDB transaction does.
 pub struct MemoryKeyStore {
     keys: Mutex<BTreeMap<Uuid, KeyRecord>>,
+    jobs: Arc<MemoryJobStore>,
+}
+
+impl MemoryKeyStore {
+    pub fn new(jobs: Arc<MemoryJobStore>) -> Self {
+        MemoryKeyStore {
+            keys: Mutex::default(),
+            jobs,
+        }
+    }
+
+    /// Writes one verdict of a sweep: `apply` to the record and `count` to the unit, both or neither.
+    fn settle(
+        &self,
+        id: Uuid,
+        sweep: &GoneSweep,
+        apply: impl FnOnce(&mut BTreeMap<Uuid, KeyRecord>),
+        count: impl FnOnce(&mut UnitProgress),
+    ) -> SweepMark {
+        let mut keys = lock(&self.keys);
+        let decidable = keys.get(&id).is_some_and(|k| sweep.may_decide(&stub_of(k)));
+        if !decidable {
+            return SweepMark::Skipped;
+        }
+        if !self
+            .jobs
+            .count_on_open_unit(sweep.job_id, &sweep.unit_key, count)
+        {
+            return SweepMark::UnitEnded;
+        }
+        apply(&mut keys);
+        SweepMark::Counted
+    }
+}
+
+fn stub_of(key: &KeyRecord) -> StoredKeyStub {
+    StoredKeyStub {
+        id: key.id,
+        arn: key.arn.clone(),
+        created_at: key.created_at,
+        synced_at: key.synced_at,
+        gone: key.gone,
+        last_seen_job: key.last_seen_job,
+    }
 }
 
 #[async_trait]
@@ -310,30 +393,47 @@ impl KeyStore for MemoryKeyStore {
         Ok(lock(&self.keys)
             .values()
             .filter(|k| k.unit == unit_key)
-            .map(|k| StoredKeyStub {
-                id: k.id,
-                arn: k.arn.clone(),
-                created_at: k.created_at,
-                gone: k.gone,
-                last_seen_job: k.last_seen_job,
-            })
+            .map(stub_of)
             .collect())
     }
 
-    async fn mark_gone(&self, ids: &[Uuid], job_id: Uuid, now: Timestamp) -> Result<u64, AppError> {
+    async fn update_from_refresh(&self, key: &KeyRecord) -> Result<(), AppError> {
         let mut stored = lock(&self.keys);
-        let mut flagged = 0;
-        for id in ids {
-            if let Some(key) = stored
-                .get_mut(id)
-                .filter(|k| k.last_seen_job != Some(job_id))
-            {
+        let record = stored
+            .get_mut(&key.id)
+            .ok_or_else(|| AppError::NotFound(format!("AWS key '{}' not found", key.id)))?;
+        *record = KeyRecord {
+            created_at: record.created_at,
+            last_seen_job: record.last_seen_job,
+            ..key.clone()
+        };
+        Ok(())
+    }
+
+    async fn flag_gone(
+        &self,
+        id: Uuid,
+        sweep: &GoneSweep,
+        now: Timestamp,
+    ) -> Result<SweepMark, AppError> {
+        let flag = |keys: &mut BTreeMap<Uuid, KeyRecord>| {
+            if let Some(key) = keys.get_mut(&id) {
                 key.gone = true;
                 key.updated_at = now;
-                flagged += 1;
             }
-        }
-        Ok(flagged)
+        };
+        Ok(self.settle(id, sweep, flag, |unit| unit.keys_gone += 1))
+    }
+
+    async fn restore_seen(
+        &self,
+        key: &KeyRecord,
+        sweep: &GoneSweep,
+    ) -> Result<SweepMark, AppError> {
+        let store = |keys: &mut BTreeMap<Uuid, KeyRecord>| {
+            keys.insert(key.id, key.clone());
+        };
+        Ok(self.settle(key.id, sweep, store, |unit| unit.keys_synced += 1))
     }
 
     async fn scan(
@@ -402,68 +502,112 @@ impl CallerIdentity for FixedCallerIdentity {
     }
 }
 
-/// A scripted AWS account: keys per (account, region), served in pages of `page_size`.
+/// A scripted AWS account: keys per (account, region), served in pages of `page_size` with positional
+/// markers (the index of the next key), as live as AWS: a change shows in the very next call.
 #[derive(Default)]
 pub struct MemoryKeySource {
-    regions: Mutex<HashMap<(String, String), RegionScript>>,
+    regions: Arc<Mutex<HashMap<(String, String), RegionScript>>>,
     page_size: usize,
+    read_delay: Arc<Mutex<std::time::Duration>>,
 }
 
 #[derive(Default, Clone)]
 struct RegionScript {
     keys: BTreeMap<String, KeyDetails>,
     refusal: Option<SourceError>,
+    /// Pages one opened source may list before every further ListKeys fails for a passing reason.
+    pages_per_open: Option<usize>,
+}
+
+type RegionId = (String, String);
+
+fn region_id(account_id: &str, region: &str) -> RegionId {
+    (account_id.to_string(), region.to_string())
 }
 
 impl MemoryKeySource {
     pub fn with_page_size(page_size: usize) -> Self {
         MemoryKeySource {
-            regions: Mutex::default(),
             page_size: page_size.max(1),
+            ..MemoryKeySource::default()
         }
+    }
+
+    fn script(&self, account_id: &str, region: &str, change: impl FnOnce(&mut RegionScript)) {
+        change(
+            lock(&self.regions)
+                .entry(region_id(account_id, region))
+                .or_default(),
+        );
     }
 
     pub fn put_key(&self, account_id: &str, region: &str, details: KeyDetails) {
-        let mut regions = lock(&self.regions);
-        let script = regions
-            .entry((account_id.to_string(), region.to_string()))
-            .or_default();
-        script
-            .keys
-            .insert(details.aws_param.key_id.clone(), details);
+        self.script(account_id, region, |script| {
+            script
+                .keys
+                .insert(details.aws_param.key_id.clone(), details);
+        });
     }
 
     pub fn remove_key(&self, account_id: &str, region: &str, key_id: &str) {
-        if let Some(script) =
-            lock(&self.regions).get_mut(&(account_id.to_string(), region.to_string()))
-        {
+        self.script(account_id, region, |script| {
             script.keys.remove(key_id);
-        }
+        });
     }
 
     /// Every call for this account and region fails with `error`.
     pub fn refuse(&self, account_id: &str, region: &str, error: SourceError) {
-        lock(&self.regions)
-            .entry((account_id.to_string(), region.to_string()))
-            .or_default()
-            .refusal = Some(error);
+        self.script(account_id, region, |script| script.refusal = Some(error));
+    }
+
+    /// Each opened source of this account and region lists `pages` pages, then ListKeys is throttled.
+    pub fn throttle_after_pages(&self, account_id: &str, region: &str, pages: usize) {
+        self.script(account_id, region, |script| {
+            script.pages_per_open = Some(pages)
+        });
+    }
+
+    /// Every key read takes this long, as a slow or rate-limited account would.
+    pub fn slow_reads(&self, delay: std::time::Duration) {
+        *lock(&self.read_delay) = delay;
     }
 }
 
 struct MemoryRegion {
-    script: RegionScript,
+    regions: Arc<Mutex<HashMap<RegionId, RegionScript>>>,
+    id: RegionId,
     page_size: usize,
+    read_delay: std::time::Duration,
+    pages_listed: std::sync::atomic::AtomicUsize,
+}
+
+impl MemoryRegion {
+    fn script(&self) -> Result<RegionScript, SourceError> {
+        let script = lock(&self.regions)
+            .get(&self.id)
+            .cloned()
+            .unwrap_or_default();
+        match &script.refusal {
+            Some(err) => Err(err.clone()),
+            None => Ok(script),
+        }
+    }
 }
 
 #[async_trait]
 impl KeySource for MemoryRegion {
     async fn list_keys(&self, marker: Option<&str>) -> Result<KeyPage, SourceError> {
-        if let Some(err) = &self.script.refusal {
-            return Err(err.clone());
+        let script = self.script()?;
+        let listed = self
+            .pages_listed
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if script.pages_per_open.is_some_and(|pages| listed >= pages) {
+            return Err(SourceError::Transient(
+                "ListKeys: ThrottlingException".into(),
+            ));
         }
         let start = marker.and_then(|m| m.parse::<usize>().ok()).unwrap_or(0);
-        let keys: Vec<ListedKey> = self
-            .script
+        let keys: Vec<ListedKey> = script
             .keys
             .values()
             .skip(start)
@@ -474,13 +618,13 @@ impl KeySource for MemoryRegion {
             })
             .collect();
         let end = start + keys.len();
-        let next_marker = (end < self.script.keys.len()).then(|| end.to_string());
+        let next_marker = (end < script.keys.len()).then(|| end.to_string());
         Ok(KeyPage { keys, next_marker })
     }
 
     async fn aliases(&self) -> Result<BTreeMap<String, Vec<String>>, SourceError> {
         Ok(self
-            .script
+            .script()?
             .keys
             .iter()
             .map(|(id, details)| (id.clone(), details.aws_param.alias.clone()))
@@ -492,8 +636,11 @@ impl KeySource for MemoryRegion {
         key: &ListedKey,
         aliases: &[String],
     ) -> Result<Option<KeyDetails>, SourceError> {
+        if !self.read_delay.is_zero() {
+            tokio::time::sleep(self.read_delay).await;
+        }
         Ok(self
-            .script
+            .script()?
             .keys
             .get(&key.key_id)
             .cloned()
@@ -511,13 +658,12 @@ impl KeySourceFactory for MemoryKeySource {
         connection: &Connection,
         region: &str,
     ) -> Result<Arc<dyn KeySource>, SourceError> {
-        let script = lock(&self.regions)
-            .get(&(connection.account_id.clone(), region.to_string()))
-            .cloned()
-            .unwrap_or_default();
         Ok(Arc::new(MemoryRegion {
-            script,
+            regions: self.regions.clone(),
+            id: region_id(&connection.account_id, region),
             page_size: self.page_size.max(1),
+            read_delay: *lock(&self.read_delay),
+            pages_listed: Default::default(),
         }))
     }
 }

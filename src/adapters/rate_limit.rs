@@ -99,6 +99,19 @@ impl RateLimits {
         }
     }
 
+    /// Keys per second one (account, region) may be read at: the allowed rate of the slowest per-key read.
+    pub fn keys_per_second(&self) -> f64 {
+        [
+            KmsOperation::DescribeKey,
+            KmsOperation::ListResourceTags,
+            KmsOperation::GetKeyPolicy,
+            KmsOperation::GetKeyRotationStatus,
+        ]
+        .into_iter()
+        .map(|operation| operation.quota(self.quotas) * self.share)
+        .fold(f64::INFINITY, f64::min)
+    }
+
     pub fn bucket(
         &self,
         account_id: &str,
@@ -159,5 +172,7 @@ mod tests {
                 .rate,
             15.0
         );
+        assert_eq!(limits.keys_per_second(), 500.0);
+        assert_eq!(legacy.keys_per_second(), 15.0);
     }
 }

@@ -9,8 +9,8 @@ use aws_sdk_sts::Client;
 use aws_sdk_sts::error::ProvideErrorMetadata;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
-use tokio::sync::Mutex;
 
 /// Credentials are renewed this long before they expire: longer than one invocation (15 minutes), so
 /// credentials handed out at its start outlive it.
@@ -47,10 +47,21 @@ impl CallerIdentity for StsCallerIdentity {
     }
 }
 
-/// AssumeRole with a cache keyed by (role, external id).
+type RoleKey = (String, Option<String>);
+
+fn lock(
+    cache: &Mutex<HashMap<RoleKey, Credentials>>,
+) -> MutexGuard<'_, HashMap<RoleKey, Credentials>> {
+    // A poisoned lock only means a panic elsewhere mid-insert; the map is still usable.
+    cache
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// AssumeRole with a cache keyed by (role, external id). The lock is never held across a call to STS.
 pub struct RoleCredentials {
     client: Client,
-    cache: Mutex<HashMap<(String, Option<String>), Credentials>>,
+    cache: Mutex<HashMap<RoleKey, Credentials>>,
 }
 
 impl RoleCredentials {
@@ -61,14 +72,19 @@ impl RoleCredentials {
         }
     }
 
+    /// Drops the cached credentials of a role, so that the next `assume` asks STS again.
+    pub fn forget(&self, role_arn: &str, external_id: Option<&str>) {
+        let key = (role_arn.to_string(), external_id.map(String::from));
+        lock(&self.cache).remove(&key);
+    }
+
     pub async fn assume(
         &self,
         role_arn: &str,
         external_id: Option<&str>,
     ) -> Result<Credentials, SourceError> {
         let key = (role_arn.to_string(), external_id.map(String::from));
-        let mut cache = self.cache.lock().await;
-        if let Some(credentials) = cache.get(&key) {
+        if let Some(credentials) = lock(&self.cache).get(&key) {
             let fresh = credentials
                 .expiry()
                 .is_none_or(|expiry| expiry > SystemTime::now() + RENEW_BEFORE);
@@ -113,7 +129,7 @@ impl RoleCredentials {
             expiry,
             "cckm-assume-role",
         );
-        cache.insert(key, credentials.clone());
+        lock(&self.cache).insert(key, credentials.clone());
         Ok(credentials)
     }
 }

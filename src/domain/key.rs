@@ -11,6 +11,12 @@ pub fn key_record_id(arn: &str) -> Uuid {
     Uuid::new_v5(&Uuid::NAMESPACE_URL, arn.as_bytes())
 }
 
+/// The key id in a key ARN (`arn:aws:kms:<region>:<account>:key/<key id>`); the ARN itself otherwise, which
+/// KMS also takes wherever it takes a key id.
+pub fn key_id_of_arn(arn: &str) -> &str {
+    arn.rsplit_once(":key/").map_or(arn, |(_, id)| id)
+}
+
 /// `aws`, `aws-cn` or `aws-us-gov`: the ARN's partition.
 pub fn cloud_name(arn: &str) -> String {
     arn.split(':')
@@ -172,6 +178,13 @@ mod tests {
             key_record_id("arn:aws:kms:us-east-1:111122223333:key/other")
         );
         assert_eq!(key_record_id(arn).get_version_num(), 5);
+    }
+
+    #[test]
+    fn the_key_id_is_read_off_the_arn() {
+        let arn = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        assert_eq!(key_id_of_arn(arn), "1234abcd-12ab-34cd-56ef-1234567890ab");
+        assert_eq!(key_id_of_arn("not-an-arn"), "not-an-arn");
     }
 
     #[test]

@@ -76,7 +76,8 @@ async fn end_if_abandoned(app: &App, job: &Job) -> Result<Option<Job>, AppError>
         UnitStatus::Failed("no progress within the lease: the unit's worker was lost".into())
     };
     for key in open {
-        app.jobs.finish_unit(job.id, key, &status, 0, at).await?;
+        app.jobs.finish_unit(job.id, key, &status, at).await?;
+        app.jobs.release_lease(key, job.id).await?;
     }
     let ended = app.jobs.complete_if_done(job.id, at).await?;
     if ended.is_some() {
@@ -97,7 +98,11 @@ async fn fail_undispatched(app: &App, job: &Job, cause: &AppError) {
     tracing::error!(job_id = %job.id, error = %cause, "could not queue the job's work; failing the job");
     let status = UnitStatus::Failed("the work could not be queued".into());
     for key in job.units.keys() {
-        if let Err(err) = app.jobs.finish_unit(job.id, key, &status, 0, now()).await {
+        let ended = async {
+            app.jobs.finish_unit(job.id, key, &status, now()).await?;
+            app.jobs.release_lease(key, job.id).await
+        };
+        if let Err(err) = ended.await {
             tracing::error!(job_id = %job.id, unit = %key, error = %err, "could not fail the unit");
         }
     }

@@ -20,7 +20,8 @@ pub async fn delete(app: &App, id: &str) -> Result<(), AppError> {
 }
 
 /// Re-reads one key from AWS now, with the engine's per-key reads, and stores it; a key AWS no longer has
-/// is kept and flagged gone.
+/// is kept and flagged gone. The write leaves the sync's own stamp (`last_seen_job`) alone, so a refresh
+/// racing a sync never undoes what the sync recorded.
 pub async fn refresh(app: &App, id: &str) -> Result<KeyRecord, AppError> {
     let mut key = get(app, id).await?;
     let kms = app.kms.get(key.kms_id).await?.ok_or_else(|| {
@@ -65,8 +66,9 @@ pub async fn refresh(app: &App, id: &str) -> Result<KeyRecord, AppError> {
             key.synced_at = at;
         }
     }
-    app.keys.put_all(std::slice::from_ref(&key)).await?;
-    Ok(key)
+    app.keys.update_from_refresh(&key).await?;
+    // What is stored now: the sync's stamp may be newer than the one read above.
+    get(app, id).await
 }
 
 fn source_error(err: SourceError) -> AppError {

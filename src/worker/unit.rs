@@ -1,19 +1,30 @@
 //! One unit of a job: list a page of keys, read each key, store the page, record progress; repeat until the
-//! last page, then flag what is gone and end the unit. Every step is idempotent, so a redelivered message or
-//! a continuation never loses or double-counts keys. Cancel is checked at every page.
+//! last page, then confirm with AWS what the listing did not show, flag what is gone and end the unit.
+//!
+//! What keeps it correct whatever the redeliveries, races and crashes:
+//! - Only the lease holder works. Every delivery renews the unit's lease before it starts and after each
+//!   page; one that finds another job holding it stops and fails its unit ("lease lost").
+//! - A page is recorded once (conditioned on `pages_done`); a record whose answer was lost is recognised
+//!   by re-reading the unit, and anything else that moved the unit sends the message back, never drops it.
+//! - No key is flagged gone unless AWS says so: each candidate is confirmed with DescribeKey, and a flag
+//!   never overrules a stamp written since the job started (another job, a refresh). Each verdict is
+//!   counted on the unit item in the same write, so `keys_gone` is exact.
+//! - A unit ends once; its lease is given back afterwards, also by a redelivery that finds it ended.
 
 use crate::app::App;
 use crate::domain::AppError;
-use crate::domain::job::{UnitStatus, WorkItem};
-use crate::domain::key::{KeyDetails, KeyRecord, Sighting};
+use crate::domain::job::{Job, UnitStatus, WorkItem};
+use crate::domain::key::{KeyDetails, KeyRecord, Sighting, key_id_of_arn};
 use crate::domain::kms::KmsResource;
 use crate::domain::time::{Timestamp, now};
 use crate::ports::{
-    Connection, KeySource, ListedKey, PageRecord, SourceError, StoredKeyStub, UnitProgress,
+    Connection, GoneSweep, KeySource, LeaseRenewal, ListedKey, PageRecord, SourceError,
+    StoredKeyStub, SweepMark,
 };
 use futures::stream::{self, StreamExt, TryStreamExt};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 use uuid::Uuid;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -24,11 +35,11 @@ pub enum Outcome {
     Retry(String),
 }
 
-/// Why a unit run stopped early.
+/// How a delivery ends other than by handing the unit on (a continuation) or finding nothing to do.
 enum Stop {
-    /// The unit ends with this status.
+    /// The unit ends with this status (succeeded after its sweep, failed, canceled).
     End(UnitStatus),
-    /// Try the message again later.
+    /// Try again later.
     Retry(String),
 }
 
@@ -39,112 +50,164 @@ impl From<AppError> for Stop {
 }
 
 pub async fn run(app: &App, item: &WorkItem, attempt: u32, deadline: Timestamp) -> Outcome {
-    let unit_key = item.unit_key();
-    match sync_unit(app, item, &unit_key, deadline).await {
+    let mut delivery = Delivery {
+        app,
+        item,
+        unit_key: item.unit_key(),
+        deadline,
+        pages_recorded: 0,
+    };
+    let job_id = item.job_id;
+    match delivery.sync().await {
         Ok(()) => Outcome::Done,
-        Err(Stop::End(status)) => finish(app, item.job_id, &unit_key, &status, 0).await,
+        Err(Stop::End(status)) => finish(app, job_id, &delivery.unit_key, &status).await,
+        // Progress was made: the failure budget starts afresh in a new message, so a long unit that meets
+        // a few passing errors over its many pages is not failed for them.
+        Err(Stop::Retry(reason)) if delivery.pages_recorded > 0 => {
+            delivery.continue_afresh(&reason).await
+        }
         Err(Stop::Retry(reason)) if attempt >= app.sync.max_attempts => {
             let status = UnitStatus::Failed(format!("gave up after {attempt} attempts: {reason}"));
-            finish(app, item.job_id, &unit_key, &status, 0).await
+            finish(app, job_id, &delivery.unit_key, &status).await
         }
         Err(Stop::Retry(reason)) => Outcome::Retry(reason),
     }
 }
 
-async fn sync_unit(
-    app: &App,
-    item: &WorkItem,
-    unit_key: &str,
+/// One delivery of a work item.
+struct Delivery<'a> {
+    app: &'a App,
+    item: &'a WorkItem,
+    unit_key: String,
     deadline: Timestamp,
-) -> Result<(), Stop> {
-    let job_id = item.job_id;
-    let Some(progress) = app.jobs.unit_progress(job_id, unit_key).await? else {
-        tracing::warn!(%job_id, unit = unit_key, "work item for an unknown job or unit; dropped");
-        return Ok(());
-    };
-    if progress.status.is_final() {
-        // A redelivery after the unit ended: make sure the job's own ending was not lost, then stop.
-        app.jobs.complete_if_done(job_id, now()).await?;
-        return Ok(());
+    /// Pages this delivery recorded: progress that resets the failure budget.
+    pages_recorded: u64,
+}
+
+/// The unit's account and region in AWS, with the region's aliases (read once per delivery).
+struct Source {
+    keys: Arc<dyn KeySource>,
+    aliases: BTreeMap<String, Vec<String>>,
+}
+
+impl Source {
+    async fn read(&self, key: &ListedKey) -> Result<Option<KeyDetails>, SourceError> {
+        let aliases = self.aliases.get(&key.key_id).map_or(&[][..], Vec::as_slice);
+        self.keys.read_key(key, aliases).await
     }
-    check_abort(app, job_id).await?;
-    let stored: HashMap<String, StoredKeyStub> = app
-        .keys
-        .unit_stubs(unit_key)
-        .await?
-        .into_iter()
-        .map(|stub| (stub.arn.clone(), stub))
-        .collect();
-    // Pages recorded and no marker left: every page is in and only the ending was lost (a redelivery).
-    let listed_all = progress.pages_done > 0 && progress.marker.is_none();
-    let seen = if listed_all {
-        HashSet::new()
-    } else {
-        let kms = app.kms.get(item.kms_id).await?.ok_or_else(|| {
+}
+
+impl Delivery<'_> {
+    async fn sync(&mut self) -> Result<(), Stop> {
+        let (app, job_id) = (self.app, self.item.job_id);
+        let Some(progress) = app.jobs.unit_progress(job_id, &self.unit_key).await? else {
+            tracing::warn!(%job_id, unit = self.unit_key, "work item for an unknown job or unit; dropped");
+            return Ok(());
+        };
+        if progress.status.is_final() {
+            // A redelivery after the unit ended: the lease and the job's own ending may have been lost.
+            return after_unit_end(app, job_id, &self.unit_key)
+                .await
+                .map_err(Stop::from);
+        }
+        let Some(job) = app.jobs.header(job_id).await? else {
+            return Ok(());
+        };
+        if job.abort {
+            return Err(Stop::End(UnitStatus::Canceled));
+        }
+        self.hold_lease().await?;
+        let kms = app.kms.get(self.item.kms_id).await?.ok_or_else(|| {
             Stop::End(UnitStatus::Failed(format!(
                 "KMS resource '{}' is no longer registered",
-                item.kms_id
+                self.item.kms_id
             )))
         })?;
-        let pages = Pages {
-            app,
-            item,
-            unit_key,
+        let stored: HashMap<String, StoredKeyStub> = app
+            .keys
+            .unit_stubs(&self.unit_key)
+            .await?
+            .into_iter()
+            .map(|stub| (stub.arn.clone(), stub))
+            .collect();
+        let keys = app
+            .source
+            .open(&Connection::from(&kms), &self.item.region)
+            .await
+            .map_err(stop_for)?;
+        let source = Source {
+            aliases: keys.aliases().await.map_err(stop_for)?,
+            keys,
+        };
+        let unit = UnitContext {
             kms: &kms,
             stored: &stored,
         };
-        match pages.sync(progress, deadline).await? {
-            Some(seen) => seen,
-            None => return Ok(()),
+        // Pages recorded and no marker left: every page is in and only the ending was lost (a redelivery).
+        let listed_all = progress.pages_done > 0 && progress.marker.is_none();
+        let seen = if listed_all {
+            HashSet::new()
+        } else {
+            let pages = self
+                .pages(&unit, &source, progress.pages_done, progress.marker)
+                .await?;
+            match pages {
+                Some(seen) => seen,
+                None => return Ok(()),
+            }
+        };
+        self.sweep_gone(&job, &unit, &source, &seen).await?;
+        Err(Stop::End(UnitStatus::Succeeded))
+    }
+
+    /// Renews this job's lease of the unit; stops the unit when another job took it over.
+    async fn hold_lease(&self) -> Result<(), Stop> {
+        let app = self.app;
+        let until = crate::service::jobs::lease_until(app, now());
+        match app
+            .jobs
+            .renew_lease(&self.unit_key, self.item.job_id, until)
+            .await?
+        {
+            LeaseRenewal::Renewed => Ok(()),
+            LeaseRenewal::HeldBy(other) => {
+                tracing::warn!(job_id = %self.item.job_id, unit = self.unit_key, %other,
+                    "the unit's lease lapsed and another job took it over; this unit stops");
+                Err(Stop::End(UnitStatus::Failed(format!(
+                    "lease lost: synchronization job '{other}' took over {} after this job's lease lapsed",
+                    self.unit_key
+                ))))
+            }
         }
-    };
-    end_listed_unit(app, job_id, unit_key, &stored, &seen).await
-}
+    }
 
-/// The page loop of one unit.
-struct Pages<'a> {
-    app: &'a App,
-    item: &'a WorkItem,
-    unit_key: &'a str,
-    kms: &'a KmsResource,
-    /// What we stored for this unit before: keeps `createdAt`.
-    stored: &'a HashMap<String, StoredKeyStub>,
-}
-
-impl Pages<'_> {
-    /// Reads and stores page after page from where `progress` stands. Some(ARNs seen) after the last
-    /// page; None when this delivery stops early (another one is ahead, or the rest goes on in a new
-    /// message because the invocation's deadline is near).
-    async fn sync(
-        &self,
-        progress: UnitProgress,
-        deadline: Timestamp,
+    /// Reads and stores page after page from `pages_done`/`marker`. Some(ARNs seen) after the last page;
+    /// None when the rest goes on in a new message because the invocation's deadline is near, or the unit
+    /// ended meanwhile.
+    async fn pages(
+        &mut self,
+        unit: &UnitContext<'_>,
+        source: &Source,
+        mut pages_done: u64,
+        mut marker: Option<String>,
     ) -> Result<Option<HashSet<String>>, Stop> {
-        let (app, job_id, unit_key) = (self.app, self.item.job_id, self.unit_key);
-        let source = app
-            .source
-            .open(&Connection::from(self.kms), &self.item.region)
-            .await
-            .map_err(stop_for)?;
-        let aliases = source.aliases().await.map_err(stop_for)?;
+        let (app, job_id) = (self.app, self.item.job_id);
+        let first_page = pages_done;
         let mut seen = HashSet::new();
-        let mut pages_done = progress.pages_done;
-        let mut marker = progress.marker;
         loop {
-            if pages_done > progress.pages_done {
+            if pages_done > first_page {
                 check_abort(app, job_id).await?;
             }
             let page = source
+                .keys
                 .list_keys(marker.as_deref())
                 .await
                 .map_err(stop_for)?;
-            let details = read_keys(app, &source, &page.keys, &aliases)
-                .await
-                .map_err(stop_for)?;
+            let details = self.read_page(source, &page.keys).await?;
             let at = now();
             let records: Vec<KeyRecord> = details
                 .into_iter()
-                .map(|details| self.record(details, at))
+                .map(|details| unit.record(self.item, details, at))
                 .collect();
             app.keys.put_all(&records).await?;
             seen.extend(records.iter().map(|r| r.arn.clone()));
@@ -152,20 +215,23 @@ impl Pages<'_> {
                 pages_done,
                 next_marker: page.next_marker.clone(),
                 keys: records.len() as u64,
-                lease_until: crate::service::jobs::lease_until(app, at),
             };
-            if !app.jobs.record_page(job_id, unit_key, record, at).await? {
-                tracing::info!(%job_id, unit = unit_key, pages_done, "page recorded by another delivery; stopping this one");
+            if !app
+                .jobs
+                .record_page(job_id, &self.unit_key, record.clone(), at)
+                .await?
+                && !self.recorded_by_us(&record).await?
+            {
                 return Ok(None);
             }
+            self.pages_recorded += 1;
             pages_done += 1;
+            self.hold_lease().await?;
             marker = page.next_marker;
             let Some(next) = &marker else {
                 return Ok(Some(seen));
             };
-            if deadline - now()
-                < chrono::Duration::from_std(app.sync.deadline_margin).unwrap_or_default()
-            {
+            if self.deadline - now() < chrono_duration(app.sync.deadline_margin) {
                 let continuation = WorkItem {
                     marker: Some(next.clone()),
                     ..self.item.clone()
@@ -173,18 +239,140 @@ impl Pages<'_> {
                 app.dispatcher
                     .dispatch(std::slice::from_ref(&continuation))
                     .await?;
-                tracing::info!(%job_id, unit = unit_key, pages_done, "invocation deadline near; unit continues in a new message");
+                tracing::info!(%job_id, unit = self.unit_key, pages_done, "invocation deadline near; unit continues in a new message");
                 return Ok(None);
             }
         }
     }
 
-    fn record(&self, details: KeyDetails, at: Timestamp) -> KeyRecord {
+    /// Reads one page's keys, giving up when half the deadline margin is all that is left of the
+    /// invocation, so that a slow or throttled page never runs the whole batch out of time.
+    async fn read_page(
+        &self,
+        source: &Source,
+        keys: &[ListedKey],
+    ) -> Result<Vec<KeyDetails>, Stop> {
+        let cutoff = self.deadline - chrono_duration(self.app.sync.deadline_margin / 2);
+        let left = (cutoff - now()).to_std().unwrap_or(Duration::ZERO);
+        match tokio::time::timeout(left, read_keys(self.app, source, keys)).await {
+            Ok(read) => read.map_err(stop_for),
+            Err(_) => Err(Stop::Retry(format!(
+                "a page of {} keys could not be read before the invocation's deadline",
+                keys.len()
+            ))),
+        }
+    }
+
+    /// After `record_page` refused: true when the unit shows this very page recorded (our own write,
+    /// whose answer was lost and whose retry then failed its condition). False when the unit ended.
+    /// Anything else moved the unit under us: the message comes back rather than being dropped.
+    async fn recorded_by_us(&self, record: &PageRecord) -> Result<bool, Stop> {
+        let job_id = self.item.job_id;
+        let Some(progress) = self.app.jobs.unit_progress(job_id, &self.unit_key).await? else {
+            return Ok(false);
+        };
+        if progress.status.is_final() {
+            return Ok(false);
+        }
+        if progress.pages_done == record.pages_done + 1 && progress.marker == record.next_marker {
+            tracing::info!(%job_id, unit = self.unit_key, pages_done = record.pages_done,
+                "page found recorded with this delivery's marker; going on");
+            return Ok(true);
+        }
+        Err(Stop::Retry(format!(
+            "unit {} stood at page {} instead of {}",
+            self.unit_key, progress.pages_done, record.pages_done
+        )))
+    }
+
+    /// Every page is in: each stored key of the unit that this job did not see, and whose record no newer
+    /// reader stamped, is asked of AWS. Gone there: flagged. Still there (a listing can miss a key when one
+    /// before it is deleted mid-sync): stored as seen. A unit that ended meanwhile stops the sweep.
+    async fn sweep_gone(
+        &self,
+        job: &Job,
+        unit: &UnitContext<'_>,
+        source: &Source,
+        seen: &HashSet<String>,
+    ) -> Result<(), Stop> {
+        let app = self.app;
+        let sweep = GoneSweep {
+            job_id: job.id,
+            job_started: job.created_at,
+            unit_key: self.unit_key.clone(),
+        };
+        let candidates = unit
+            .stored
+            .values()
+            .filter(|stub| sweep.may_decide(stub) && !seen.contains(&stub.arn));
+        let settle = |stub: &StoredKeyStub| {
+            let sweep = &sweep;
+            let listed = ListedKey {
+                key_id: key_id_of_arn(&stub.arn).to_string(),
+                arn: stub.arn.clone(),
+            };
+            let (id, arn) = (stub.id, stub.arn.clone());
+            async move {
+                match source.read(&listed).await.map_err(stop_for)? {
+                    None => Ok(app.keys.flag_gone(id, sweep, now()).await?),
+                    Some(details) => {
+                        tracing::warn!(job_id = %job.id, unit = self.unit_key, arn,
+                            "a live key was missing from the listing; stored as seen");
+                        let record = unit.record(self.item, details, now());
+                        Ok::<_, Stop>(app.keys.restore_seen(&record, sweep).await?)
+                    }
+                }
+            }
+        };
+        let mut marks = stream::iter(candidates)
+            .map(settle)
+            .buffer_unordered(app.sync.key_concurrency.max(1));
+        while let Some(mark) = marks.next().await {
+            if mark? == SweepMark::UnitEnded {
+                // Ended by another delivery or the sweep of abandoned jobs: nothing more is ours to decide.
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the unit to a new message, which resumes from the recorded progress with a fresh failure
+    /// budget.
+    async fn continue_afresh(&self, reason: &str) -> Outcome {
+        let continuation = WorkItem {
+            marker: None,
+            ..self.item.clone()
+        };
+        match self
+            .app
+            .dispatcher
+            .dispatch(std::slice::from_ref(&continuation))
+            .await
+        {
+            Ok(()) => {
+                tracing::warn!(job_id = %self.item.job_id, unit = self.unit_key, pages = self.pages_recorded,
+                    %reason, "passing failure after progress; the unit continues in a new message");
+                Outcome::Done
+            }
+            Err(err) => Outcome::Retry(format!("{reason}; and the continuation failed: {err}")),
+        }
+    }
+}
+
+/// What every key record of the unit needs.
+struct UnitContext<'a> {
+    kms: &'a KmsResource,
+    /// What we stored for this unit before: keeps `createdAt`, and names the sweep's candidates.
+    stored: &'a HashMap<String, StoredKeyStub>,
+}
+
+impl UnitContext<'_> {
+    fn record(&self, item: &WorkItem, details: KeyDetails, at: Timestamp) -> KeyRecord {
         let sighting = Sighting {
             kms_id: self.kms.id,
             kms_name: &self.kms.name,
-            region: &self.item.region,
-            job_id: Some(self.item.job_id),
+            region: &item.region,
+            job_id: Some(item.job_id),
             now: at,
             first_stored: self
                 .stored
@@ -195,32 +383,8 @@ impl Pages<'_> {
     }
 }
 
-/// Every page is in: flags gone what this job did not see, then ends the unit.
-async fn end_listed_unit(
-    app: &App,
-    job_id: Uuid,
-    unit_key: &str,
-    stored: &HashMap<String, StoredKeyStub>,
-    seen: &HashSet<String>,
-) -> Result<(), Stop> {
-    // A unit that another delivery, or the sweep of abandoned jobs, ended meanwhile flags nothing.
-    let still_open = app.jobs.unit_progress(job_id, unit_key).await?;
-    if still_open.is_none_or(|p| p.status.is_final()) {
-        return Ok(());
-    }
-    let candidates: Vec<Uuid> = stored
-        .values()
-        .filter(|stub| {
-            !stub.gone && stub.last_seen_job != Some(job_id) && !seen.contains(&stub.arn)
-        })
-        .map(|stub| stub.id)
-        .collect();
-    // The index may lag behind this job's own writes; the store checks each key's last sighting itself.
-    let gone = app.keys.mark_gone(&candidates, job_id, now()).await?;
-    match finish(app, job_id, unit_key, &UnitStatus::Succeeded, gone).await {
-        Outcome::Done => Ok(()),
-        Outcome::Retry(reason) => Err(Stop::Retry(reason)),
-    }
+fn chrono_duration(duration: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(duration).unwrap_or_default()
 }
 
 async fn check_abort(app: &App, job_id: Uuid) -> Result<(), Stop> {
@@ -230,16 +394,15 @@ async fn check_abort(app: &App, job_id: Uuid) -> Result<(), Stop> {
     }
 }
 
-/// Reads the page's keys with bounded concurrency; keys that vanished since the listing are left out.
+/// Reads the page's keys, up to `key_concurrency` at a time; keys that vanished since the listing are left
+/// out.
 async fn read_keys(
     app: &App,
-    source: &Arc<dyn KeySource>,
+    source: &Source,
     keys: &[ListedKey],
-    aliases: &BTreeMap<String, Vec<String>>,
 ) -> Result<Vec<KeyDetails>, SourceError> {
-    let no_aliases = Vec::new();
     let read: Vec<Option<KeyDetails>> = stream::iter(keys)
-        .map(|key| source.read_key(key, aliases.get(&key.key_id).unwrap_or(&no_aliases)))
+        .map(|key| source.read(key))
         .buffered(app.sync.key_concurrency.max(1))
         .try_collect()
         .await?;
@@ -253,29 +416,30 @@ fn stop_for(err: SourceError) -> Stop {
     }
 }
 
-/// Ends the unit (once) and, when it was the last, the job (once).
-async fn finish(
-    app: &App,
-    job_id: Uuid,
-    unit_key: &str,
-    status: &UnitStatus,
-    keys_gone: u64,
-) -> Outcome {
+/// Ends the unit (once), then gives its lease back and, when it was the last, ends the job (once).
+async fn finish(app: &App, job_id: Uuid, unit_key: &str, status: &UnitStatus) -> Outcome {
     let result = async {
         if app
             .jobs
-            .finish_unit(job_id, unit_key, status, keys_gone, now())
+            .finish_unit(job_id, unit_key, status, now())
             .await?
         {
-            tracing::info!(%job_id, unit = unit_key, status = %status, keys_gone, "unit ended");
+            tracing::info!(%job_id, unit = unit_key, status = %status, "unit ended");
         }
-        if let Some(job) = app.jobs.complete_if_done(job_id, now()).await? {
-            tracing::info!(%job_id, status = job.overall_status.as_str(), abort = job.abort, "synchronization job ended");
-        }
-        Ok::<(), AppError>(())
+        after_unit_end(app, job_id, unit_key).await
     };
     match result.await {
         Ok(()) => Outcome::Done,
         Err(err) => Outcome::Retry(err.to_string()),
     }
+}
+
+/// What follows a unit's end, repeated by every delivery that finds the unit ended, so that a crash in
+/// between loses neither: the lease goes back, and the job ends when this was its last unit.
+async fn after_unit_end(app: &App, job_id: Uuid, unit_key: &str) -> Result<(), AppError> {
+    app.jobs.release_lease(unit_key, job_id).await?;
+    if let Some(job) = app.jobs.complete_if_done(job_id, now()).await? {
+        tracing::info!(%job_id, status = job.overall_status.as_str(), abort = job.abort, "synchronization job ended");
+    }
+    Ok(())
 }

@@ -262,7 +262,8 @@ impl Stack {
         let response = self
             .entry
             .handle(serde_json::json!({"Records": records}), "worker", deadline)
-            .await;
+            .await
+            .expect("a readable event");
         let failed: Vec<&str> = response["batchItemFailures"]
             .as_array()
             .map(|f| {

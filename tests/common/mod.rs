@@ -144,7 +144,10 @@ pub fn v1_event(
 /// Sends an API event through the entry point; answers the status and the parsed body (null when empty).
 pub async fn call(entry: &Entry, event: Value) -> (u16, Value) {
     let deadline = chrono::Utc::now() + chrono::Duration::minutes(15);
-    let proxy = entry.handle(event, "lambda-req", deadline).await;
+    let proxy = entry
+        .handle(event, "lambda-req", deadline)
+        .await
+        .expect("a readable event");
     let status = proxy["statusCode"].as_u64().unwrap_or(0) as u16;
     let body = proxy["body"]
         .as_str()
@@ -262,7 +265,10 @@ pub async fn run_workers(entry: &Entry, parts: &MemoryParts) -> usize {
             return batches;
         }
         let deadline = chrono::Utc::now() + chrono::Duration::minutes(15);
-        let response = entry.handle(sqs_event(&items, 1), "worker", deadline).await;
+        let response = entry
+            .handle(sqs_event(&items, 1), "worker", deadline)
+            .await
+            .expect("a readable event");
         assert_eq!(response["batchItemFailures"], json!([]), "{response}");
         batches += 1;
     }

@@ -8,18 +8,19 @@ use super::{
 use crate::domain::AppError;
 use crate::domain::job::{Job, JobStatus, Progress, Unit, UnitEntry, UnitStatus};
 use crate::domain::time::{Timestamp, format, rfc3339};
-use crate::ports::{JobStore, PageRecord, UnitProgress};
+use crate::ports::{JobStore, LeaseRenewal, PageRecord, UnitProgress};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
 const HEADER_SK: &str = "META";
 const LIST_PK: &str = "JOB";
-/// Attempts at ending a unit while concurrent page records keep moving it.
-const FINISH_ATTEMPTS: usize = 5;
+/// Attempts at a conditional transition while concurrent writers keep moving its item (page records and
+/// sweep counts under a unit's end, a cancel under a job's end, a lease being released under a renewal).
+const TRANSITION_ATTEMPTS: usize = 5;
 
 #[derive(Serialize, Deserialize)]
 struct HeaderItem {
@@ -59,13 +60,16 @@ struct UnitItem {
     marker: Option<String>,
     pages_done: u64,
     keys_synced: u64,
+    /// Keys the unit's gone sweep flagged, counted with each flag (see `keys.rs`).
+    #[serde(default)]
+    keys_gone: u64,
 }
 
-fn job_pk(id: Uuid) -> String {
+pub(super) fn job_pk(id: Uuid) -> String {
     format!("JOB#{id}")
 }
 
-fn unit_sk(unit_key: &str) -> String {
+pub(super) fn unit_sk(unit_key: &str) -> String {
     format!("UNIT#{unit_key}")
 }
 
@@ -171,7 +175,8 @@ impl DynamoJobStore {
             .transpose()
     }
 
-    /// Takes the lease of one unit, or names the job that holds it.
+    /// Takes the lease of one unit, or names the job that holds it. A put whose answer was lost and whose
+    /// retry then failed its condition on this very job's lease counts as taken.
     async fn take_lease(
         &self,
         unit_key: &str,
@@ -194,34 +199,14 @@ impl DynamoJobStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(err) if condition_failed(&err) => {
-                let holder = JobStore::lease(self, unit_key)
-                    .await?
-                    .map_or_else(|| "unknown".to_string(), |(job_id, _)| job_id.to_string());
-                Err(AppError::Conflict(format!(
-                    "synchronization job '{holder}' is already synchronizing {unit_key}"
-                )))
-            }
+            Err(err) if condition_failed(&err) => match JobStore::lease(self, unit_key).await? {
+                Some((holder, _)) if holder == job.id => Ok(()),
+                holder => Err(AppError::Conflict(format!(
+                    "synchronization job '{}' is already synchronizing {unit_key}",
+                    holder.map_or_else(|| "unknown".to_string(), |(id, _)| id.to_string())
+                ))),
+            },
             Err(err) => Err(store_error("take lease", err)),
-        }
-    }
-
-    /// Gives a lease back if this job still holds it; a lapsed lease taken over by another job is left alone.
-    async fn release_lease(&self, unit_key: &str, job_id: Uuid) -> Result<(), AppError> {
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", s(lease_pk(unit_key)))
-            .key("sk", s("LEASE"))
-            .condition_expression("job_id = :job")
-            .expression_attribute_values(":job", s(job_id.to_string()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if condition_failed(&err) => Ok(()),
-            Err(err) => Err(store_error("release lease", err)),
         }
     }
 
@@ -229,35 +214,77 @@ impl DynamoJobStore {
     /// then lapse on their own.
     async fn release_leases(&self, unit_keys: &[&String], job_id: Uuid) {
         for key in unit_keys {
-            if let Err(err) = self.release_lease(key, job_id).await {
+            if let Err(err) = JobStore::release_lease(self, key, job_id).await {
                 tracing::warn!(%job_id, unit = %key, error = %err, "could not give a lease back");
             }
         }
     }
 
-    async fn renew_lease(
+    /// Units first, then the header on its own: a job exists (and can be listed) only once every one of its
+    /// units is confirmed written, so a job never waits for a unit that is not there.
+    async fn write_job(&self, job: &Job) -> Result<(), AppError> {
+        let units = job
+            .units
+            .iter()
+            .map(|(key, entry)| {
+                to_item(&UnitItem {
+                    pk: job_pk(job.id),
+                    sk: unit_sk(key),
+                    kms_id: entry.unit.kms_id,
+                    account_id: entry.unit.account_id.clone(),
+                    region: entry.unit.region.clone(),
+                    state: "in_progress".into(),
+                    reason: None,
+                    marker: None,
+                    pages_done: 0,
+                    keys_synced: 0,
+                    keys_gone: 0,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        batch_put(&self.client, &self.table, units).await?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&HeaderItem::from_job(job))?))
+            .send()
+            .await
+            .map_err(|e| store_error("put job header", e))?;
+        Ok(())
+    }
+
+    /// Writes the end status the header's counters and `abort` call for, conditioned on that very `abort`
+    /// value; false when the condition failed (a cancel landed, or the job ended meanwhile).
+    async fn end_job(
         &self,
-        unit_key: &str,
-        job_id: Uuid,
-        until: Timestamp,
-    ) -> Result<(), AppError> {
+        job: &Job,
+        status: JobStatus,
+        now: Timestamp,
+    ) -> Result<bool, AppError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(lease_pk(unit_key)))
-            .key("sk", s("LEASE"))
-            .update_expression("SET lease_until = :until, expires_at = :expires")
-            .condition_expression("job_id = :job")
-            .expression_attribute_values(":until", n(until.timestamp()))
-            .expression_attribute_values(":expires", n(until.timestamp() + 86_400))
-            .expression_attribute_values(":job", s(job_id.to_string()))
+            .key("pk", s(job_pk(job.id)))
+            .key("sk", s(HEADER_SK))
+            .update_expression(
+                "SET overall_status = :status, completed_at = :now, updatedAt = :now",
+            )
+            .condition_expression(
+                "overall_status = :running AND units_done = units_total AND #abort = :abort",
+            )
+            .expression_attribute_names("#abort", "abort")
+            .expression_attribute_values(":status", s(status.as_str()))
+            .expression_attribute_values(":now", s(format(&now)))
+            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
+            .expression_attribute_values(":abort", AttributeValue::Bool(job.abort))
+            .return_values(ReturnValue::None)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
-            Err(err) if condition_failed(&err) => Ok(()),
-            Err(err) => Err(store_error("renew lease", err)),
+            Ok(_) => Ok(true),
+            Err(err) if condition_failed(&err) => Ok(false),
+            Err(err) => Err(store_error("complete job", err)),
         }
     }
 }
@@ -277,25 +304,7 @@ impl JobStore for DynamoJobStore {
             }
             taken.push(key);
         }
-        // Units first, the header last: a job exists (and can be listed) only once all its units do.
-        let mut items = Vec::with_capacity(job.units.len() + 1);
-        for (key, entry) in &job.units {
-            let unit = UnitItem {
-                pk: job_pk(job.id),
-                sk: unit_sk(key),
-                kms_id: entry.unit.kms_id,
-                account_id: entry.unit.account_id.clone(),
-                region: entry.unit.region.clone(),
-                state: "in_progress".into(),
-                reason: None,
-                marker: None,
-                pages_done: 0,
-                keys_synced: 0,
-            };
-            items.push(to_item(&unit)?);
-        }
-        items.push(to_item(&HeaderItem::from_job(job))?);
-        if let Err(err) = batch_put(&self.client, &self.table, items).await {
+        if let Err(err) = self.write_job(job).await {
             self.release_leases(&taken, job.id).await;
             return Err(err);
         }
@@ -385,10 +394,7 @@ impl JobStore for DynamoJobStore {
             .update_expression("SET #abort = :yes, updatedAt = :now")
             .condition_expression("overall_status = :running")
             .expression_attribute_names("#abort", "abort")
-            .expression_attribute_values(
-                ":yes",
-                aws_sdk_dynamodb::types::AttributeValue::Bool(true),
-            )
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
             .expression_attribute_values(":now", s(format(&now)))
             .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
             .send()
@@ -423,6 +429,7 @@ impl JobStore for DynamoJobStore {
                 marker: unit.marker,
                 pages_done: unit.pages_done,
                 keys_synced: unit.keys_synced,
+                keys_gone: unit.keys_gone,
             }))
     }
 
@@ -435,7 +442,7 @@ impl JobStore for DynamoJobStore {
     ) -> Result<bool, AppError> {
         let marker = match &page.next_marker {
             Some(marker) => s(marker.clone()),
-            None => aws_sdk_dynamodb::types::AttributeValue::Null(true),
+            None => AttributeValue::Null(true),
         };
         let result = self
             .client
@@ -454,12 +461,10 @@ impl JobStore for DynamoJobStore {
             .send()
             .await;
         match result {
-            Ok(_) => {}
-            Err(err) if condition_failed(&err) => return Ok(false),
-            Err(err) => return Err(store_error("record page", err)),
+            Ok(_) => Ok(true),
+            Err(err) if condition_failed(&err) => Ok(false),
+            Err(err) => Err(store_error("record page", err)),
         }
-        self.renew_lease(unit_key, job_id, page.lease_until).await?;
-        Ok(true)
     }
 
     async fn finish_unit(
@@ -467,34 +472,37 @@ impl JobStore for DynamoJobStore {
         job_id: Uuid,
         unit_key: &str,
         status: &UnitStatus,
-        keys_gone: u64,
         now: Timestamp,
     ) -> Result<bool, AppError> {
         let (state, reason) = state_of(status);
-        for _ in 0..FINISH_ATTEMPTS {
+        for _ in 0..TRANSITION_ATTEMPTS {
             let Some(unit) = self.unit_item(job_id, unit_key).await? else {
                 return Ok(false);
             };
             if unit.status().is_final() {
-                // Ended by an earlier delivery that may have died before giving the lease back.
-                self.release_lease(unit_key, job_id).await?;
                 return Ok(false);
             }
             let reason_value = match &reason {
                 Some(reason) => s(reason.clone()),
-                None => aws_sdk_dynamodb::types::AttributeValue::Null(true),
+                None => AttributeValue::Null(true),
             };
             let end_unit = Update::builder()
                 .table_name(&self.table)
                 .key("pk", s(job_pk(job_id)))
                 .key("sk", s(unit_sk(unit_key)))
                 .update_expression("SET #state = :state, reason = :reason")
-                .condition_expression("#state = :running AND pages_done = :done")
+                // The counters copied to the job must be the ones that end the unit.
+                .condition_expression(
+                    "#state = :running AND pages_done = :done AND keys_synced = :keys \
+                     AND (keys_gone = :gone OR attribute_not_exists(keys_gone))",
+                )
                 .expression_attribute_names("#state", "state")
                 .expression_attribute_values(":state", s(state))
                 .expression_attribute_values(":reason", reason_value)
                 .expression_attribute_values(":running", s("in_progress"))
                 .expression_attribute_values(":done", n(unit.pages_done))
+                .expression_attribute_values(":keys", n(unit.keys_synced))
+                .expression_attribute_values(":gone", n(unit.keys_gone))
                 .build();
             let count_on_job = Update::builder()
                 .table_name(&self.table)
@@ -507,7 +515,7 @@ impl JobStore for DynamoJobStore {
                 .expression_attribute_values(":one", n(1))
                 .expression_attribute_values(":failed", n(u64::from(state == "failed")))
                 .expression_attribute_values(":keys", n(unit.keys_synced))
-                .expression_attribute_values(":gone", n(keys_gone))
+                .expression_attribute_values(":gone", n(unit.keys_gone))
                 .expression_attribute_values(":now", s(format(&now)))
                 .build();
             let result = self
@@ -526,10 +534,7 @@ impl JobStore for DynamoJobStore {
                 .send()
                 .await;
             match result {
-                Ok(_) => {
-                    self.release_lease(unit_key, job_id).await?;
-                    return Ok(true);
-                }
+                Ok(_) => return Ok(true),
                 // Another delivery moved the unit meanwhile: read it again and decide afresh.
                 Err(err) if transaction_condition_failed(&err) => continue,
                 Err(err) => return Err(store_error("finish unit", err)),
@@ -545,36 +550,24 @@ impl JobStore for DynamoJobStore {
         job_id: Uuid,
         now: Timestamp,
     ) -> Result<Option<Job>, AppError> {
-        let Some(job) = self.header(job_id).await? else {
-            return Ok(None);
-        };
-        if job.overall_status != JobStatus::InProgress {
-            return Ok(None);
+        for _ in 0..TRANSITION_ATTEMPTS {
+            let Some(job) = self.header(job_id).await? else {
+                return Ok(None);
+            };
+            if job.overall_status != JobStatus::InProgress {
+                return Ok(None);
+            }
+            let Some(status) = job.final_status() else {
+                return Ok(None);
+            };
+            if self.end_job(&job, status, now).await? {
+                return self.get(job_id).await;
+            }
+            // A cancel (or another ending) landed between the read and the write: decide again.
         }
-        let Some(status) = job.final_status() else {
-            return Ok(None);
-        };
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(job_pk(job_id)))
-            .key("sk", s(HEADER_SK))
-            .update_expression(
-                "SET overall_status = :status, completed_at = :now, updatedAt = :now",
-            )
-            .condition_expression("overall_status = :running AND units_done = units_total")
-            .expression_attribute_values(":status", s(status.as_str()))
-            .expression_attribute_values(":now", s(format(&now)))
-            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
-            .return_values(ReturnValue::None)
-            .send()
-            .await;
-        match result {
-            Ok(_) => self.get(job_id).await,
-            Err(err) if condition_failed(&err) => Ok(None),
-            Err(err) => Err(store_error("complete job", err)),
-        }
+        Err(AppError::Internal(format!(
+            "job {job_id} kept changing while ending it"
+        )))
     }
 
     async fn lease(&self, unit_key: &str) -> Result<Option<(Uuid, Timestamp)>, AppError> {
@@ -591,5 +584,63 @@ impl JobStore for DynamoJobStore {
             .and_then(|n| n.parse::<i64>().ok())
             .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0));
         Ok(holder.zip(until))
+    }
+
+    async fn renew_lease(
+        &self,
+        unit_key: &str,
+        job_id: Uuid,
+        until: Timestamp,
+    ) -> Result<LeaseRenewal, AppError> {
+        for _ in 0..TRANSITION_ATTEMPTS {
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(lease_pk(unit_key)))
+                .key("sk", s("LEASE"))
+                .update_expression("SET job_id = :job, lease_until = :until, expires_at = :expires")
+                // Ours, or gone altogether (released, or removed by TTL) and free to take again.
+                .condition_expression("attribute_not_exists(pk) OR job_id = :job")
+                .expression_attribute_values(":until", n(until.timestamp()))
+                .expression_attribute_values(":expires", n(until.timestamp() + 86_400))
+                .expression_attribute_values(":job", s(job_id.to_string()))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(LeaseRenewal::Renewed),
+                Err(err) if condition_failed(&err) => {
+                    if let Some((holder, _)) = JobStore::lease(self, unit_key).await?
+                        && holder != job_id
+                    {
+                        return Ok(LeaseRenewal::HeldBy(holder));
+                    }
+                    // Released between the write and the read: try again.
+                }
+                Err(err) => return Err(store_error("renew lease", err)),
+            }
+        }
+        Err(AppError::Internal(format!(
+            "the lease of {unit_key} kept changing while renewing it"
+        )))
+    }
+
+    async fn release_lease(&self, unit_key: &str, job_id: Uuid) -> Result<(), AppError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(lease_pk(unit_key)))
+            .key("sk", s("LEASE"))
+            .condition_expression("job_id = :job")
+            .expression_attribute_values(":job", s(job_id.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Nobody holds it, or another job took it over after it lapsed: not ours to give back.
+            Err(err) if condition_failed(&err) => Ok(()),
+            Err(err) => Err(store_error("release lease", err)),
+        }
     }
 }

@@ -1,20 +1,27 @@
-//! Synced keys in DynamoDB: batch writes, the `by_unit` index for one account/region, gone flags.
+//! Synced keys in DynamoDB: batch writes, the `by_unit` index for one account/region, refresh updates, and
+//! the gone sweep, whose every verdict is one transaction with the count on the unit item (jobs table).
 
-use super::{Item, batch_put, condition_failed, for_each_page, from_item, s, store_error, to_item};
+use super::jobs::{job_pk, unit_sk};
+use super::{
+    Item, batch_put, condition_failed, for_each_page, from_item, n, s, store_error, to_item,
+};
 use crate::domain::AppError;
 use crate::domain::key::KeyRecord;
 use crate::domain::time::{Timestamp, format};
-use crate::ports::{KeyStore, StoredKeyStub};
+use crate::ports::{GoneSweep, KeyStore, StoredKeyStub, SweepMark};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
-use futures::stream::{self, StreamExt, TryStreamExt};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 use serde::Deserialize;
 use uuid::Uuid;
 
 const UNIT_INDEX: &str = "by_unit";
-/// Gone flags written at once.
-const GONE_CONCURRENCY: usize = 8;
+/// Attributes a refresh leaves as they are: the key, and what only the sync writes.
+const KEPT_BY_REFRESH: [&str; 3] = ["id", "createdAt", "last_seen_job"];
+/// `GoneSweep::may_decide`, on the record: not gone, not seen by the sweep's job, stamped before it started.
+const SWEEP_MAY_DECIDE: &str = "attribute_exists(id) AND gone = :no \
+     AND (attribute_not_exists(last_seen_job) OR last_seen_job <> :job) AND synced_at < :started";
 
 #[derive(Deserialize)]
 struct StubItem {
@@ -22,6 +29,8 @@ struct StubItem {
     arn: String,
     #[serde(rename = "createdAt", with = "crate::domain::time::rfc3339")]
     created_at: Timestamp,
+    #[serde(with = "crate::domain::time::rfc3339")]
+    synced_at: Timestamp,
     gone: bool,
     #[serde(default)]
     last_seen_job: Option<Uuid>,
@@ -30,13 +39,72 @@ struct StubItem {
 pub struct DynamoKeyStore {
     client: Client,
     table: String,
+    /// Where the unit items live: a sweep counts each verdict there.
+    jobs_table: String,
+}
+
+/// The values `SWEEP_MAY_DECIDE` names.
+fn may_decide_values(sweep: &GoneSweep) -> Item {
+    Item::from([
+        (":no".to_string(), AttributeValue::Bool(false)),
+        (":job".to_string(), s(sweep.job_id.to_string())),
+        (":started".to_string(), s(format(&sweep.job_started))),
+    ])
 }
 
 impl DynamoKeyStore {
-    pub fn new(client: Client, table: &str) -> Self {
+    pub fn new(client: Client, table: &str, jobs_table: &str) -> Self {
         DynamoKeyStore {
             client,
             table: table.to_string(),
+            jobs_table: jobs_table.to_string(),
+        }
+    }
+
+    /// One verdict of a sweep: `write` on the key (conditioned on `SWEEP_MAY_DECIDE`) and `ADD counter 1`
+    /// on the unit while it is in progress, in one transaction.
+    async fn settle(
+        &self,
+        write: TransactWriteItem,
+        sweep: &GoneSweep,
+        counter: &str,
+    ) -> Result<SweepMark, AppError> {
+        let count = Update::builder()
+            .table_name(&self.jobs_table)
+            .key("pk", s(job_pk(sweep.job_id)))
+            .key("sk", s(unit_sk(&sweep.unit_key)))
+            .update_expression("ADD #counter :one")
+            .condition_expression("#state = :running")
+            .expression_attribute_names("#counter", counter)
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":running", s("in_progress"))
+            .build()
+            .map_err(|e| AppError::internal("building a request", e))?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(write)
+            .transact_items(TransactWriteItem::builder().update(count).build())
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(SweepMark::Counted),
+            Err(err) => err,
+        };
+        let failed = |index: usize| match err.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(e)) => e
+                .cancellation_reasons()
+                .get(index)
+                .is_some_and(|r| r.code() == Some("ConditionalCheckFailed")),
+            _ => false,
+        };
+        if failed(1) {
+            Ok(SweepMark::UnitEnded)
+        } else if failed(0) {
+            Ok(SweepMark::Skipped)
+        } else {
+            Err(store_error("settle a gone-sweep candidate", err))
         }
     }
 
@@ -108,7 +176,7 @@ impl KeyStore for DynamoKeyStore {
         let mut items = Vec::new();
         self.query_unit(
             unit_key,
-            Some("id, arn, createdAt, gone, last_seen_job"),
+            Some("id, arn, createdAt, synced_at, gone, last_seen_job"),
             |batch| {
                 items.extend(batch);
                 Ok(())
@@ -123,6 +191,7 @@ impl KeyStore for DynamoKeyStore {
                     id: stub.id,
                     arn: stub.arn,
                     created_at: stub.created_at,
+                    synced_at: stub.synced_at,
                     gone: stub.gone,
                     last_seen_job: stub.last_seen_job,
                 })
@@ -130,39 +199,82 @@ impl KeyStore for DynamoKeyStore {
             .collect()
     }
 
-    async fn mark_gone(&self, ids: &[Uuid], job_id: Uuid, now: Timestamp) -> Result<u64, AppError> {
-        let stamp = format(&now);
-        let job = job_id.to_string();
-        let flags: Vec<bool> = stream::iter(ids.iter().copied())
-            .map(|id| {
-                let (stamp, job) = (stamp.clone(), job.clone());
-                async move {
-                    let result = self
-                        .client
-                        .update_item()
-                        .table_name(&self.table)
-                        .key("id", s(id.to_string()))
-                        .update_expression("SET gone = :yes, updatedAt = :now")
-                        .condition_expression(
-                            "attribute_exists(id) AND (attribute_not_exists(last_seen_job) OR last_seen_job <> :job)",
-                        )
-                        .expression_attribute_values(":yes", AttributeValue::Bool(true))
-                        .expression_attribute_values(":now", s(stamp))
-                        .expression_attribute_values(":job", s(job))
-                        .send()
-                        .await;
-                    match result {
-                        Ok(_) => Ok(true),
-                        // Deleted by a user, or seen by this very job after all: nothing to flag.
-                        Err(err) if condition_failed(&err) => Ok(false),
-                        Err(err) => Err(store_error("flag key gone", err)),
-                    }
-                }
-            })
-            .buffer_unordered(GONE_CONCURRENCY)
-            .try_collect()
-            .await?;
-        Ok(flags.into_iter().filter(|flagged| *flagged).count() as u64)
+    async fn update_from_refresh(&self, key: &KeyRecord) -> Result<(), AppError> {
+        let item = to_item(key)?;
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", s(key.id.to_string()))
+            .condition_expression("attribute_exists(id)");
+        let mut assignments = Vec::new();
+        for (i, (name, value)) in item
+            .into_iter()
+            .filter(|(name, _)| !KEPT_BY_REFRESH.contains(&name.as_str()))
+            .enumerate()
+        {
+            assignments.push(format!("#a{i} = :v{i}"));
+            update = update
+                .expression_attribute_names(format!("#a{i}"), name)
+                .expression_attribute_values(format!(":v{i}"), value);
+        }
+        let result = update
+            .update_expression(format!("SET {}", assignments.join(", ")))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if condition_failed(&err) => Err(AppError::NotFound(format!(
+                "AWS key '{}' not found",
+                key.id
+            ))),
+            Err(err) => Err(store_error("update key", err)),
+        }
+    }
+
+    async fn flag_gone(
+        &self,
+        id: Uuid,
+        sweep: &GoneSweep,
+        now: Timestamp,
+    ) -> Result<SweepMark, AppError> {
+        let flag = Update::builder()
+            .table_name(&self.table)
+            .key("id", s(id.to_string()))
+            .update_expression("SET gone = :yes, updatedAt = :now")
+            .condition_expression(SWEEP_MAY_DECIDE)
+            // The condition's values first: `set_` replaces what was there.
+            .set_expression_attribute_values(Some(may_decide_values(sweep)))
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(":now", s(format(&now)))
+            .build()
+            .map_err(|e| AppError::internal("building a request", e))?;
+        self.settle(
+            TransactWriteItem::builder().update(flag).build(),
+            sweep,
+            "keys_gone",
+        )
+        .await
+    }
+
+    async fn restore_seen(
+        &self,
+        key: &KeyRecord,
+        sweep: &GoneSweep,
+    ) -> Result<SweepMark, AppError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(to_item(key)?))
+            .condition_expression(SWEEP_MAY_DECIDE)
+            .set_expression_attribute_values(Some(may_decide_values(sweep)))
+            .build()
+            .map_err(|e| AppError::internal("building a request", e))?;
+        self.settle(
+            TransactWriteItem::builder().put(put).build(),
+            sweep,
+            "keys_synced",
+        )
+        .await
     }
 
     async fn scan(
