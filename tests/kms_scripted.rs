@@ -621,7 +621,7 @@ async fn scripted_a_unit_near_its_deadline_continues_from_its_list_keys_marker()
         .handle(
             sqs_event(&items, 1),
             "w",
-            chrono::Utc::now() + chrono::Duration::seconds(30),
+            chrono::Utc::now() + chrono::Duration::seconds(60),
         )
         .await
         .expect("a readable event");

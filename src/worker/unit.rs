@@ -245,14 +245,15 @@ impl Delivery<'_> {
         }
     }
 
-    /// Reads one page's keys, giving up when half the deadline margin is all that is left of the
-    /// invocation, so that a slow or throttled page never runs the whole batch out of time.
+    /// Reads one page's keys, giving up when a third of the deadline margin is all that is left of the
+    /// invocation (time enough to answer), so that a slow or throttled page never runs the whole batch out
+    /// of time. Nothing of a page given up is recorded: the page is read again.
     async fn read_page(
         &self,
         source: &Source,
         keys: &[ListedKey],
     ) -> Result<Vec<KeyDetails>, Stop> {
-        let cutoff = self.deadline - chrono_duration(self.app.sync.deadline_margin / 2);
+        let cutoff = self.deadline - chrono_duration(self.app.sync.deadline_margin / 3);
         let left = (cutoff - now()).to_std().unwrap_or(Duration::ZERO);
         match tokio::time::timeout(left, read_keys(self.app, source, keys)).await {
             Ok(read) => read.map_err(stop_for),
