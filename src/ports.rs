@@ -82,8 +82,8 @@ pub trait JobStore: Send + Sync {
     -> Result<Option<Job>, AppError>;
     /// Who holds the lease of a unit, and until when; None when nobody does.
     async fn lease(&self, unit_key: &str) -> Result<Option<(Uuid, Timestamp)>, AppError>;
-    /// Extends `job_id`'s lease of a unit to `until` (taking it again if it lapsed and nobody took it);
-    /// `HeldBy` another job when that job took it over, and then nothing is written.
+    /// Extends `job_id`'s lease of a unit to `until`, if the lease is still this job's (lapsed or not);
+    /// `Lost` when it is not (another job took it over after it lapsed), and then nothing is written.
     async fn renew_lease(
         &self,
         unit_key: &str,
@@ -98,8 +98,9 @@ pub trait JobStore: Send + Sync {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseRenewal {
     Renewed,
-    /// Another job holds the unit now: this job's workers must stop.
-    HeldBy(Uuid),
+    /// The lease is no longer this job's: another job holds it (named when one does), or took it and gave
+    /// it back. This job's workers must stop.
+    Lost(Option<Uuid>),
 }
 
 /// One page of a unit, as `record_page` takes it.

@@ -275,12 +275,12 @@ impl JobStore for MemoryJobStore {
         until: Timestamp,
     ) -> Result<LeaseRenewal, AppError> {
         let mut state = lock(&self.state);
-        match state.leases.get(unit_key) {
-            Some((holder, _)) if *holder != job_id => Ok(LeaseRenewal::HeldBy(*holder)),
-            _ => {
-                state.leases.insert(unit_key.to_string(), (job_id, until));
+        match state.leases.get_mut(unit_key) {
+            Some(lease) if lease.0 == job_id => {
+                lease.1 = until;
                 Ok(LeaseRenewal::Renewed)
             }
+            other => Ok(LeaseRenewal::Lost(other.map(|(holder, _)| *holder))),
         }
     }
 

@@ -170,11 +170,13 @@ impl Delivery<'_> {
             .await?
         {
             LeaseRenewal::Renewed => Ok(()),
-            LeaseRenewal::HeldBy(other) => {
-                tracing::warn!(job_id = %self.item.job_id, unit = self.unit_key, %other,
+            LeaseRenewal::Lost(holder) => {
+                let holder =
+                    holder.map_or_else(|| "another job".into(), |id| format!("job '{id}'"));
+                tracing::warn!(job_id = %self.item.job_id, unit = self.unit_key, holder,
                     "the unit's lease lapsed and another job took it over; this unit stops");
                 Err(Stop::End(UnitStatus::Failed(format!(
-                    "lease lost: synchronization job '{other}' took over {} after this job's lease lapsed",
+                    "lease lost: {holder} took {} over after this job's lease lapsed",
                     self.unit_key
                 ))))
             }

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod emulator;
+pub mod rig;
 
 use cckm_aws_sync::api::auth::Authenticator;
 use cckm_aws_sync::app::{App, MemoryParts};

@@ -19,7 +19,7 @@ use uuid::Uuid;
 const HEADER_SK: &str = "META";
 const LIST_PK: &str = "JOB";
 /// Attempts at a conditional transition while concurrent writers keep moving its item (page records and
-/// sweep counts under a unit's end, a cancel under a job's end, a lease being released under a renewal).
+/// sweep counts under a unit's end, a cancel under a job's end).
 const TRANSITION_ATTEMPTS: usize = 5;
 
 #[derive(Serialize, Deserialize)]
@@ -592,37 +592,28 @@ impl JobStore for DynamoJobStore {
         job_id: Uuid,
         until: Timestamp,
     ) -> Result<LeaseRenewal, AppError> {
-        for _ in 0..TRANSITION_ATTEMPTS {
-            let result = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .key("pk", s(lease_pk(unit_key)))
-                .key("sk", s("LEASE"))
-                .update_expression("SET job_id = :job, lease_until = :until, expires_at = :expires")
-                // Ours, or gone altogether (released, or removed by TTL) and free to take again.
-                .condition_expression("attribute_not_exists(pk) OR job_id = :job")
-                .expression_attribute_values(":until", n(until.timestamp()))
-                .expression_attribute_values(":expires", n(until.timestamp() + 86_400))
-                .expression_attribute_values(":job", s(job_id.to_string()))
-                .send()
-                .await;
-            match result {
-                Ok(_) => return Ok(LeaseRenewal::Renewed),
-                Err(err) if condition_failed(&err) => {
-                    if let Some((holder, _)) = JobStore::lease(self, unit_key).await?
-                        && holder != job_id
-                    {
-                        return Ok(LeaseRenewal::HeldBy(holder));
-                    }
-                    // Released between the write and the read: try again.
-                }
-                Err(err) => return Err(store_error("renew lease", err)),
-            }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(lease_pk(unit_key)))
+            .key("sk", s("LEASE"))
+            .update_expression("SET lease_until = :until, expires_at = :expires")
+            .condition_expression("job_id = :job")
+            .expression_attribute_values(":until", n(until.timestamp()))
+            .expression_attribute_values(":expires", n(until.timestamp() + 86_400))
+            .expression_attribute_values(":job", s(job_id.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(LeaseRenewal::Renewed),
+            Err(err) if condition_failed(&err) => Ok(LeaseRenewal::Lost(
+                JobStore::lease(self, unit_key)
+                    .await?
+                    .map(|(holder, _)| holder),
+            )),
+            Err(err) => Err(store_error("renew lease", err)),
         }
-        Err(AppError::Internal(format!(
-            "the lease of {unit_key} kept changing while renewing it"
-        )))
     }
 
     async fn release_lease(&self, unit_key: &str, job_id: Uuid) -> Result<(), AppError> {
