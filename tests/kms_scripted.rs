@@ -19,6 +19,7 @@ use aws_sdk_kms::types::{
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use cckm_aws_sync::adapters::kms::{AwsKeySource, retry_config};
 use cckm_aws_sync::adapters::rate_limit::{Quotas, RateLimits};
+use cckm_aws_sync::adapters::sts::RoleCredentials;
 use cckm_aws_sync::app::MemoryParts;
 use cckm_aws_sync::entry::Entry;
 use cckm_aws_sync::ports::{Connection, KeySource, KeySourceFactory, KeyStore, SourceError};
@@ -646,4 +647,76 @@ async fn scripted_a_unit_near_its_deadline_continues_from_its_list_keys_marker()
     assert_eq!(job["overall_status"], "completed", "{job}");
     assert_eq!(job["progress"]["keys_synced"], 2500);
     assert_eq!(parts.keys.list(None).await.unwrap().len(), 2500);
+}
+
+#[tokio::test]
+async fn scripted_list_keys_pages_are_sized_from_the_allowed_rate() {
+    // Legacy quotas at share 0.5 read 15 keys/s (GetKeyPolicy, GetKeyRotationStatus): a page of 1,000 would
+    // take 67 s of a 90 s deadline margin, before any throttling; 30 s worth is 450 keys.
+    for (quotas, expected) in [(Quotas::Current, 1000), (Quotas::Legacy, 450)] {
+        let asked = Arc::new(std::sync::Mutex::new(None));
+        let seen = asked.clone();
+        let list = mock!(Client::list_keys).then_compute_output(move |req| {
+            *seen.lock().unwrap() = req.limit();
+            list_keys_page("us-east-1", 5, 0, 1000)
+        });
+        let limits = Arc::new(RateLimits::new(0.5, quotas));
+        let source = AwsKeySource::new(client(&[list]), ACCOUNT, "us-east-1", limits);
+        assert_eq!(source.list_keys(None).await.unwrap().keys.len(), 5);
+        assert_eq!(*asked.lock().unwrap(), Some(expected), "{quotas:?}");
+    }
+}
+
+#[tokio::test]
+async fn scripted_expired_token_drops_the_cached_role_credentials() {
+    let assumed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = assumed.clone();
+    let assume = mock!(aws_sdk_sts::Client::assume_role).then_compute_output(move |_| {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // Valid for an hour, so the cache holds them as fresh.
+        let expiration =
+            aws_smithy_types::DateTime::from_secs(chrono::Utc::now().timestamp() + 3600);
+        aws_sdk_sts::operation::assume_role::AssumeRoleOutput::builder()
+            .credentials(
+                aws_sdk_sts::types::Credentials::builder()
+                    .access_key_id("AKIASCRIPTED")
+                    .secret_access_key("scripted")
+                    .session_token("scripted")
+                    .expiration(expiration)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    });
+    let roles = Arc::new(RoleCredentials::new(mock_client!(
+        aws_sdk_sts,
+        RuleMode::MatchAny,
+        [&assume]
+    )));
+    let role = format!("arn:aws:iam::{ACCOUNT}:role/cckm-sync");
+    roles.assume(&role, None).await.unwrap();
+    roles.assume(&role, None).await.unwrap();
+    let calls = || assumed.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(calls(), 1, "fresh credentials come from the cache");
+    let expired = mock!(Client::list_keys)
+        .sequence()
+        .http_status(400, aws_error("ExpiredTokenException"))
+        .repeatedly()
+        .build();
+    let limits = Arc::new(RateLimits::new(1.0, Quotas::Current));
+    let source = AwsKeySource::new(client(&[expired]), ACCOUNT, "us-east-1", limits).with_role(
+        roles.clone(),
+        &role,
+        None,
+    );
+    assert!(matches!(
+        source.list_keys(None).await,
+        Err(SourceError::Transient(_))
+    ));
+    roles.assume(&role, None).await.unwrap();
+    assert_eq!(
+        calls(),
+        2,
+        "credentials AWS called expired are assumed afresh, not reused"
+    );
 }
