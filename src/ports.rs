@@ -124,7 +124,7 @@ pub struct StoredKeyStub {
 }
 
 /// The end of a unit that listed every page: the stored keys its job did not see are confirmed with AWS
-/// one by one, and each verdict is written and counted on the unit item in one step.
+/// one by one, and the verdicts are written and counted on the unit item together.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GoneSweep {
     pub job_id: Uuid,
@@ -142,15 +142,34 @@ impl GoneSweep {
     }
 }
 
-/// What one write of a gone sweep did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SweepMark {
-    /// Written, and counted on the unit.
-    Counted,
-    /// The key's record changed since it was read (already gone, stamped anew, deleted): nothing written.
-    Skipped,
-    /// The unit ended meanwhile (another delivery, the sweep of abandoned jobs): the sweep must stop.
-    UnitEnded,
+/// What AWS said of one candidate of a gone sweep.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// DescribeKey answered `NotFoundException`: flag the stored key gone.
+    Gone(Uuid),
+    /// AWS still has the key (the listing missed it): store it as seen by the sweep's job.
+    Live(Box<KeyRecord>),
+}
+
+impl Verdict {
+    pub fn key_id(&self) -> Uuid {
+        match self {
+            Verdict::Gone(id) => *id,
+            Verdict::Live(record) => record.id,
+        }
+    }
+}
+
+/// What a batch of verdicts wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settled {
+    /// Keys flagged gone, and counted in the unit's `keys_gone`.
+    pub flagged: u64,
+    /// Keys stored as seen, and counted in the unit's `keys_synced`.
+    pub restored: u64,
+    /// The unit ended meanwhile (another delivery, the sweep of abandoned jobs): the verdicts from there
+    /// on were not written, and the sweep must stop.
+    pub unit_ended: bool,
 }
 
 /// Synced key records.
@@ -166,18 +185,15 @@ pub trait KeyStore: Send + Sync {
     /// Writes what a refresh read of one key, except the sync's own stamp (`last_seen_job`) and `createdAt`;
     /// `NotFound` when the record was deleted meanwhile.
     async fn update_from_refresh(&self, key: &KeyRecord) -> Result<(), AppError>;
-    /// Flags one key gone and counts it on the sweep's unit, in one step, if the sweep may still decide it
-    /// (`GoneSweep::may_decide`, checked on the record) and the unit is still in progress.
-    async fn flag_gone(
+    /// Writes verdicts of a gone sweep and counts them on the sweep's unit, each key with its count in one
+    /// step: a key only if the sweep may still decide it (`GoneSweep::may_decide`, checked on the record;
+    /// the others are skipped), and nothing once the unit has ended.
+    async fn settle_sweep(
         &self,
-        id: Uuid,
         sweep: &GoneSweep,
+        verdicts: &[Verdict],
         now: Timestamp,
-    ) -> Result<SweepMark, AppError>;
-    /// Stores a candidate of the sweep that AWS still has (the listing missed it) as seen by the sweep's
-    /// job, and counts it synced on the unit, under the same conditions as `flag_gone`.
-    async fn restore_seen(&self, key: &KeyRecord, sweep: &GoneSweep)
-    -> Result<SweepMark, AppError>;
+    ) -> Result<Settled, AppError>;
     /// Hands every key of the given units (index queries), or of the whole table when `units` is None, to
     /// `visit` as the store's pages arrive, so that no caller has to hold them all at once.
     async fn scan(

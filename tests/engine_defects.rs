@@ -11,7 +11,7 @@ use cckm_aws_sync::domain::AppError;
 use cckm_aws_sync::domain::job::{Job, UnitStatus};
 use cckm_aws_sync::domain::time::Timestamp;
 use cckm_aws_sync::ports::{
-    GoneSweep, JobStore, LeaseRenewal, PageRecord, SweepMark, UnitProgress,
+    GoneSweep, JobStore, LeaseRenewal, PageRecord, Settled, UnitProgress, Verdict,
 };
 use common::rig::*;
 use common::*;
@@ -156,6 +156,33 @@ fn failures(response: &Value) -> Value {
     response["batchItemFailures"].clone()
 }
 
+/// The sweep a job's worker makes over the unit.
+async fn sweep_of(rig: &Rig, job: Uuid) -> GoneSweep {
+    let header = rig.app().jobs.header(job).await.unwrap().unwrap();
+    GoneSweep {
+        job_id: job,
+        job_started: header.created_at,
+        unit_key: UNIT.into(),
+    }
+}
+
+/// Writes "gone" verdicts for these keys, as the sweep does.
+async fn flag(rig: &Rig, sweep: &GoneSweep, ids: &[Uuid]) -> Settled {
+    let verdicts: Vec<Verdict> = ids.iter().copied().map(Verdict::Gone).collect();
+    rig.app()
+        .keys
+        .settle_sweep(sweep, &verdicts, chrono::Utc::now())
+        .await
+        .unwrap()
+}
+
+fn flagged(n: u64) -> Settled {
+    Settled {
+        flagged: n,
+        ..Settled::default()
+    }
+}
+
 /// Seconds left that let a delivery read one page, then hand the rest to a continuation.
 const ONE_PAGE: i64 = 60;
 const WHOLE: i64 = 900;
@@ -196,46 +223,93 @@ async fn defect_1_a_worker_whose_lease_was_taken_over_stops_and_flags_no_live_ke
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defect_1_a_worker_whose_lease_another_job_holds_stops_at_once_and_names_it() {
+    for rig in rigs(2, |app| app.sync.lease = Duration::from_secs(1)).await {
+        let stores = rig.stores;
+        rig.put_keys(0..6);
+        let (first, items) = rig.start().await;
+        rig.deliver(&items, 1, ONE_PAGE).await;
+        let resumed = rig.dispatcher.drain();
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        // J2 takes the lapsed lease and is mid-unit when J1 resumes.
+        let (second, items) = rig.start().await;
+        rig.deliver(&items, 1, ONE_PAGE).await;
+        let second_rest = rig.dispatcher.drain();
+        rig.deliver(&resumed, 1, WHOLE).await;
+        assert!(
+            rig.dispatcher.drain().is_empty(),
+            "{stores:?}: J1 hands nothing on"
+        );
+        let job = rig.job(first).await;
+        let reason = job["detailed_status"][UNIT].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("lease lost") && reason.contains(&second.to_string()),
+            "{stores:?}: {job}"
+        );
+        let keys = rig.keys().await;
+        assert_eq!(
+            keys.keys().copied().collect::<Vec<_>>(),
+            vec![0, 1],
+            "{stores:?}: J1 read no further page"
+        );
+        assert!(
+            keys.values().all(|k| k.last_seen_job == Some(second)),
+            "{stores:?}: J2's stamps stand"
+        );
+        rig.deliver(&second_rest, 1, WHOLE).await;
+        rig.run_queue().await;
+        assert_eq!(rig.job(second).await["overall_status"], "completed");
+        assert_eq!(rig.gone().await, Vec::<usize>::new(), "{stores:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn defect_1_a_gone_flag_never_overrules_a_stamp_written_since_the_job_started() {
     for rig in rigs(10, |_| {}).await {
         let stores = rig.stores;
-        rig.put_keys(0..2);
+        rig.put_keys(0..3);
         let old = rig.run_job().await;
         let (job, _) = rig.start().await;
-        let started = rig
-            .app()
-            .jobs
-            .header(job)
-            .await
-            .unwrap()
-            .unwrap()
-            .created_at;
+        let sweep = sweep_of(&rig, job).await;
         let keys = rig.keys().await;
-        let sweep = GoneSweep {
-            job_id: job,
-            job_started: started,
-            unit_key: UNIT.into(),
-        };
-        let (stale, fresh) = (keys[&0].clone(), keys[&1].clone());
-        assert_eq!(stale.last_seen_job, Some(old));
+        assert_eq!(keys[&0].last_seen_job, Some(old));
         // Another writer (a refresh, another job) stamped key 1 after this job started.
-        let mut restamped = fresh.clone();
+        let mut restamped = keys[&1].clone();
         restamped.synced_at = chrono::Utc::now();
         restamped.last_seen_job = Some(Uuid::new_v4());
-        rig.app().keys.put_all(&[restamped]).await.unwrap();
-        let store = &rig.app().keys;
-        let now = chrono::Utc::now();
-        assert_eq!(
-            store.flag_gone(fresh.id, &sweep, now).await.unwrap(),
-            SweepMark::Skipped,
-            "{stores:?}"
-        );
-        assert_eq!(
-            store.flag_gone(stale.id, &sweep, now).await.unwrap(),
-            SweepMark::Counted,
-            "{stores:?}"
-        );
+        // This job's own stamp on key 2, by a worker whose clock runs behind.
+        let mut own = keys[&2].clone();
+        own.last_seen_job = Some(job);
+        rig.app().keys.put_all(&[restamped, own]).await.unwrap();
+        let ids: Vec<Uuid> = keys.values().map(|k| k.id).collect();
+        assert_eq!(flag(&rig, &sweep, &ids).await, flagged(1), "{stores:?}");
         assert_eq!(rig.gone().await, vec![0], "{stores:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defect_1_a_sweep_near_the_deadline_goes_on_in_a_new_message() {
+    for rig in rigs(100, |_| {}).await {
+        let stores = rig.stores;
+        rig.put_keys(0..60);
+        rig.run_job().await;
+        for n in 0..60 {
+            rig.source
+                .remove_key(ACCOUNT, REGION, &key(n).aws_param.key_id);
+        }
+        let (job, items) = rig.start().await;
+        rig.deliver(&items, 1, ONE_PAGE).await;
+        assert_eq!(
+            rig.gone().await.len(),
+            0,
+            "{stores:?}: no time left to sweep"
+        );
+        assert_eq!(rig.dispatcher.pending(), 1, "{stores:?}");
+        rig.run_queue().await;
+        assert_eq!(rig.gone().await.len(), 60, "{stores:?}");
+        let job = rig.job(job).await;
+        assert_eq!(job["overall_status"], "completed", "{stores:?}: {job}");
+        assert_eq!(job["progress"]["keys_gone"], 60, "{stores:?}: {job}");
     }
 }
 
@@ -396,29 +470,12 @@ async fn defect_9_a_key_already_gone_or_a_unit_already_ended_is_neither_flagged_
         rig.run_job().await;
         let keys = rig.keys().await;
         let (job, _) = rig.start().await;
-        let started = rig
-            .app()
-            .jobs
-            .header(job)
-            .await
-            .unwrap()
-            .unwrap()
-            .created_at;
-        let sweep = GoneSweep {
-            job_id: job,
-            job_started: started,
-            unit_key: UNIT.into(),
-        };
-        let store = &rig.app().keys;
-        let now = chrono::Utc::now();
-        assert_eq!(
-            store.flag_gone(keys[&0].id, &sweep, now).await.unwrap(),
-            SweepMark::Counted
-        );
+        let sweep = sweep_of(&rig, job).await;
+        assert_eq!(flag(&rig, &sweep, &[keys[&0].id]).await, flagged(1));
         // A second sweep of the same unit (a duplicate delivery, a stale index) meets the same key.
         assert_eq!(
-            store.flag_gone(keys[&0].id, &sweep, now).await.unwrap(),
-            SweepMark::Skipped,
+            flag(&rig, &sweep, &[keys[&0].id]).await,
+            flagged(0),
             "{stores:?}"
         );
         let progress = rig
@@ -430,6 +487,7 @@ async fn defect_9_a_key_already_gone_or_a_unit_already_ended_is_neither_flagged_
             .unwrap();
         assert_eq!(progress.keys_gone, 1, "{stores:?}");
         // The sweep of abandoned jobs (or another delivery) ends the unit; a late flag must not land.
+        let now = chrono::Utc::now();
         let ended = UnitStatus::Failed("ended elsewhere".into());
         assert!(
             rig.app()
@@ -438,11 +496,8 @@ async fn defect_9_a_key_already_gone_or_a_unit_already_ended_is_neither_flagged_
                 .await
                 .unwrap()
         );
-        assert_eq!(
-            store.flag_gone(keys[&1].id, &sweep, now).await.unwrap(),
-            SweepMark::UnitEnded,
-            "{stores:?}"
-        );
+        let late = flag(&rig, &sweep, &[keys[&1].id]).await;
+        assert!(late.unit_ended && late.flagged == 0, "{stores:?}: {late:?}");
         assert_eq!(rig.gone().await, vec![0], "{stores:?}");
         rig.app().jobs.complete_if_done(job, now).await.unwrap();
         assert_eq!(rig.job(job).await["progress"]["keys_gone"], 1, "{stores:?}");
@@ -503,17 +558,18 @@ async fn suspicion_a_key_deleted_mid_sync_never_gets_a_live_key_flagged_gone() {
 async fn suspicion_a_page_slower_than_the_deadline_margin_is_given_up_before_the_deadline() {
     let rig = Rig::new(Stores::Memory, 20, &|app: &mut cckm_aws_sync::app::App| {
         app.sync.key_concurrency = 1;
-        app.sync.deadline_margin = Duration::from_secs(3);
+        app.sync.deadline_margin = Duration::from_secs(6);
     })
     .await;
+    // 20 s of reads, with 6 s left: the page must be given up 2 s before the deadline.
     rig.put_keys(0..20);
-    rig.source.slow_reads(Duration::from_millis(300));
+    rig.source.slow_reads(Duration::from_secs(1));
     let (job, items) = rig.start().await;
     let started = std::time::Instant::now();
-    let response = rig.deliver(&items, 1, 3).await;
+    let response = rig.deliver(&items, 1, 6).await;
     assert!(
-        started.elapsed() < Duration::from_millis(2500),
-        "answered {:?} after the start, with 3 s to go",
+        started.elapsed() < Duration::from_secs(6),
+        "answered {:?} after the start, with 6 s to go",
         started.elapsed()
     );
     assert_eq!(failures(&response), json!([{"itemIdentifier": "m0"}]));

@@ -335,29 +335,6 @@ impl MemoryKeyStore {
             jobs,
         }
     }
-
-    /// Writes one verdict of a sweep: `apply` to the record and `count` to the unit, both or neither.
-    fn settle(
-        &self,
-        id: Uuid,
-        sweep: &GoneSweep,
-        apply: impl FnOnce(&mut BTreeMap<Uuid, KeyRecord>),
-        count: impl FnOnce(&mut UnitProgress),
-    ) -> SweepMark {
-        let mut keys = lock(&self.keys);
-        let decidable = keys.get(&id).is_some_and(|k| sweep.may_decide(&stub_of(k)));
-        if !decidable {
-            return SweepMark::Skipped;
-        }
-        if !self
-            .jobs
-            .count_on_open_unit(sweep.job_id, &sweep.unit_key, count)
-        {
-            return SweepMark::UnitEnded;
-        }
-        apply(&mut keys);
-        SweepMark::Counted
-    }
 }
 
 fn stub_of(key: &KeyRecord) -> StoredKeyStub {
@@ -410,30 +387,55 @@ impl KeyStore for MemoryKeyStore {
         Ok(())
     }
 
-    async fn flag_gone(
+    async fn settle_sweep(
         &self,
-        id: Uuid,
         sweep: &GoneSweep,
+        verdicts: &[Verdict],
         now: Timestamp,
-    ) -> Result<SweepMark, AppError> {
-        let flag = |keys: &mut BTreeMap<Uuid, KeyRecord>| {
-            if let Some(key) = keys.get_mut(&id) {
-                key.gone = true;
-                key.updated_at = now;
+    ) -> Result<Settled, AppError> {
+        let mut keys = lock(&self.keys);
+        let decidable: Vec<&Verdict> = verdicts
+            .iter()
+            .filter(|v| {
+                keys.get(&v.key_id())
+                    .is_some_and(|k| sweep.may_decide(&stub_of(k)))
+            })
+            .collect();
+        let flagged = decidable
+            .iter()
+            .filter(|v| matches!(v, Verdict::Gone(_)))
+            .count() as u64;
+        let settled = Settled {
+            flagged,
+            restored: decidable.len() as u64 - flagged,
+            unit_ended: false,
+        };
+        let counted = self
+            .jobs
+            .count_on_open_unit(sweep.job_id, &sweep.unit_key, |unit| {
+                unit.keys_gone += settled.flagged;
+                unit.keys_synced += settled.restored;
+            });
+        if !counted {
+            return Ok(Settled {
+                unit_ended: true,
+                ..Settled::default()
+            });
+        }
+        for verdict in decidable {
+            match verdict {
+                Verdict::Gone(id) => {
+                    if let Some(key) = keys.get_mut(id) {
+                        key.gone = true;
+                        key.updated_at = now;
+                    }
+                }
+                Verdict::Live(record) => {
+                    keys.insert(record.id, record.as_ref().clone());
+                }
             }
-        };
-        Ok(self.settle(id, sweep, flag, |unit| unit.keys_gone += 1))
-    }
-
-    async fn restore_seen(
-        &self,
-        key: &KeyRecord,
-        sweep: &GoneSweep,
-    ) -> Result<SweepMark, AppError> {
-        let store = |keys: &mut BTreeMap<Uuid, KeyRecord>| {
-            keys.insert(key.id, key.clone());
-        };
-        Ok(self.settle(key.id, sweep, store, |unit| unit.keys_synced += 1))
+        }
+        Ok(settled)
     }
 
     async fn scan(

@@ -19,13 +19,18 @@ use crate::domain::kms::KmsResource;
 use crate::domain::time::{Timestamp, now};
 use crate::ports::{
     Connection, GoneSweep, KeySource, LeaseRenewal, ListedKey, PageRecord, SourceError,
-    StoredKeyStub, SweepMark,
+    StoredKeyStub, Verdict,
 };
 use futures::stream::{self, StreamExt, TryStreamExt};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
+
+/// Candidates of the gone sweep asked of AWS, then written, at a time.
+const SWEEP_BATCH: usize = 25;
+/// The `read_errors` entry of a key that AWS refused to describe.
+const DESCRIBE_KEY: &str = "DescribeKey";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -41,6 +46,8 @@ enum Stop {
     End(UnitStatus),
     /// Try again later.
     Retry(String),
+    /// Another delivery of this job moved the unit on: try again later, but never give up for this.
+    Overtaken(String),
 }
 
 impl From<AppError> for Stop {
@@ -55,7 +62,7 @@ pub async fn run(app: &App, item: &WorkItem, attempt: u32, deadline: Timestamp) 
         item,
         unit_key: item.unit_key(),
         deadline,
-        pages_recorded: 0,
+        progress: 0,
     };
     let job_id = item.job_id;
     match delivery.sync().await {
@@ -63,14 +70,14 @@ pub async fn run(app: &App, item: &WorkItem, attempt: u32, deadline: Timestamp) 
         Err(Stop::End(status)) => finish(app, job_id, &delivery.unit_key, &status).await,
         // Progress was made: the failure budget starts afresh in a new message, so a long unit that meets
         // a few passing errors over its many pages is not failed for them.
-        Err(Stop::Retry(reason)) if delivery.pages_recorded > 0 => {
+        Err(Stop::Retry(reason)) if delivery.progress > 0 => {
             delivery.continue_afresh(&reason).await
         }
         Err(Stop::Retry(reason)) if attempt >= app.sync.max_attempts => {
             let status = UnitStatus::Failed(format!("gave up after {attempt} attempts: {reason}"));
             finish(app, job_id, &delivery.unit_key, &status).await
         }
-        Err(Stop::Retry(reason)) => Outcome::Retry(reason),
+        Err(Stop::Retry(reason) | Stop::Overtaken(reason)) => Outcome::Retry(reason),
     }
 }
 
@@ -80,8 +87,8 @@ struct Delivery<'a> {
     item: &'a WorkItem,
     unit_key: String,
     deadline: Timestamp,
-    /// Pages this delivery recorded: progress that resets the failure budget.
-    pages_recorded: u64,
+    /// Pages recorded and sweep verdicts written by this delivery: progress that resets the failure budget.
+    progress: u64,
 }
 
 /// The unit's account and region in AWS, with the region's aliases (read once per delivery).
@@ -91,6 +98,18 @@ struct Source {
 }
 
 impl Source {
+    async fn open(app: &App, kms: &KmsResource, region: &str) -> Result<Source, Stop> {
+        let keys = app
+            .source
+            .open(&Connection::from(kms), region)
+            .await
+            .map_err(stop_for)?;
+        Ok(Source {
+            aliases: keys.aliases().await.map_err(stop_for)?,
+            keys,
+        })
+    }
+
     async fn read(&self, key: &ListedKey) -> Result<Option<KeyDetails>, SourceError> {
         let aliases = self.aliases.get(&key.key_id).map_or(&[][..], Vec::as_slice);
         self.keys.read_key(key, aliases).await
@@ -130,34 +149,49 @@ impl Delivery<'_> {
             .into_iter()
             .map(|stub| (stub.arn.clone(), stub))
             .collect();
-        let keys = app
-            .source
-            .open(&Connection::from(&kms), &self.item.region)
-            .await
-            .map_err(stop_for)?;
-        let source = Source {
-            aliases: keys.aliases().await.map_err(stop_for)?,
-            keys,
-        };
         let unit = UnitContext {
             kms: &kms,
             stored: &stored,
         };
-        // Pages recorded and no marker left: every page is in and only the ending was lost (a redelivery).
+        // Pages recorded and no marker left: every page is in and only the ending was lost (a redelivery),
+        // or the sweep goes on. The source is opened only when there is something to ask AWS.
         let listed_all = progress.pages_done > 0 && progress.marker.is_none();
-        let seen = if listed_all {
-            HashSet::new()
+        let (source, seen) = if listed_all {
+            (None, HashSet::new())
         } else {
+            let source = Source::open(app, &kms, &self.item.region).await?;
             let pages = self
                 .pages(&unit, &source, progress.pages_done, progress.marker)
                 .await?;
             match pages {
-                Some(seen) => seen,
+                Some(seen) => (Some(source), seen),
                 None => return Ok(()),
             }
         };
-        self.sweep_gone(&job, &unit, &source, &seen).await?;
-        Err(Stop::End(UnitStatus::Succeeded))
+        if self.sweep_gone(&job, &unit, source, &seen).await? {
+            Err(Stop::End(UnitStatus::Succeeded))
+        } else {
+            self.continue_at_deadline(None).await
+        }
+    }
+
+    /// Hands the rest of the unit to a new message because the invocation's deadline is near.
+    async fn continue_at_deadline(&self, marker: Option<String>) -> Result<(), Stop> {
+        let continuation = WorkItem {
+            marker,
+            ..self.item.clone()
+        };
+        self.app
+            .dispatcher
+            .dispatch(std::slice::from_ref(&continuation))
+            .await?;
+        tracing::info!(job_id = %self.item.job_id, unit = self.unit_key, progress = self.progress,
+            "invocation deadline near; unit continues in a new message");
+        Ok(())
+    }
+
+    fn deadline_near(&self) -> bool {
+        self.deadline - now() < chrono_duration(self.app.sync.deadline_margin)
     }
 
     /// Renews this job's lease of the unit; stops the unit when another job took it over.
@@ -226,22 +260,15 @@ impl Delivery<'_> {
             {
                 return Ok(None);
             }
-            self.pages_recorded += 1;
+            self.progress += 1;
             pages_done += 1;
             self.hold_lease().await?;
             marker = page.next_marker;
-            let Some(next) = &marker else {
+            if marker.is_none() {
                 return Ok(Some(seen));
-            };
-            if self.deadline - now() < chrono_duration(app.sync.deadline_margin) {
-                let continuation = WorkItem {
-                    marker: Some(next.clone()),
-                    ..self.item.clone()
-                };
-                app.dispatcher
-                    .dispatch(std::slice::from_ref(&continuation))
-                    .await?;
-                tracing::info!(%job_id, unit = self.unit_key, pages_done, "invocation deadline near; unit continues in a new message");
+            }
+            if self.deadline_near() {
+                self.continue_at_deadline(marker).await?;
                 return Ok(None);
             }
         }
@@ -282,61 +309,91 @@ impl Delivery<'_> {
                 "page found recorded with this delivery's marker; going on");
             return Ok(true);
         }
-        Err(Stop::Retry(format!(
-            "unit {} stood at page {} instead of {}",
+        Err(Stop::Overtaken(format!(
+            "unit {} stood at page {} instead of {}: another delivery is ahead",
             self.unit_key, progress.pages_done, record.pages_done
         )))
     }
 
     /// Every page is in: each stored key of the unit that this job did not see, and whose record no newer
     /// reader stamped, is asked of AWS. Gone there: flagged. Still there (a listing can miss a key when one
-    /// before it is deleted mid-sync): stored as seen. A unit that ended meanwhile stops the sweep.
+    /// before it is deleted mid-sync): stored as seen. A key AWS refuses to describe stays undecided.
+    /// True when the sweep is over (or the unit ended meanwhile); false when the deadline is near, and the
+    /// rest of the sweep goes on in a new message (what is decided is no longer a candidate then).
     async fn sweep_gone(
-        &self,
+        &mut self,
         job: &Job,
         unit: &UnitContext<'_>,
-        source: &Source,
+        source: Option<Source>,
         seen: &HashSet<String>,
-    ) -> Result<(), Stop> {
+    ) -> Result<bool, Stop> {
         let app = self.app;
         let sweep = GoneSweep {
             job_id: job.id,
             job_started: job.created_at,
             unit_key: self.unit_key.clone(),
         };
-        let candidates = unit
+        let candidates: Vec<&StoredKeyStub> = unit
             .stored
             .values()
-            .filter(|stub| sweep.may_decide(stub) && !seen.contains(&stub.arn));
-        let settle = |stub: &StoredKeyStub| {
-            let sweep = &sweep;
-            let listed = ListedKey {
-                key_id: key_id_of_arn(&stub.arn).to_string(),
-                arn: stub.arn.clone(),
-            };
-            let (id, arn) = (stub.id, stub.arn.clone());
-            async move {
-                match source.read(&listed).await.map_err(stop_for)? {
-                    None => Ok(app.keys.flag_gone(id, sweep, now()).await?),
-                    Some(details) => {
-                        tracing::warn!(job_id = %job.id, unit = self.unit_key, arn,
-                            "a live key was missing from the listing; stored as seen");
-                        let record = unit.record(self.item, details, now());
-                        Ok::<_, Stop>(app.keys.restore_seen(&record, sweep).await?)
-                    }
-                }
-            }
+            .filter(|stub| sweep.may_decide(stub) && !seen.contains(&stub.arn))
+            .collect();
+        if candidates.is_empty() {
+            return Ok(true);
+        }
+        let source = match source {
+            Some(source) => source,
+            None => Source::open(app, unit.kms, &self.item.region).await?,
         };
-        let mut marks = stream::iter(candidates)
-            .map(settle)
-            .buffer_unordered(app.sync.key_concurrency.max(1));
-        while let Some(mark) = marks.next().await {
-            if mark? == SweepMark::UnitEnded {
+        for batch in candidates.chunks(SWEEP_BATCH) {
+            if self.deadline_near() {
+                return Ok(false);
+            }
+            let verdicts: Vec<Option<Verdict>> = stream::iter(batch)
+                .map(|stub| self.verdict(&source, unit, stub))
+                .buffered(app.sync.key_concurrency.max(1))
+                .try_collect()
+                .await
+                .map_err(stop_for)?;
+            let verdicts: Vec<Verdict> = verdicts.into_iter().flatten().collect();
+            let settled = app.keys.settle_sweep(&sweep, &verdicts, now()).await?;
+            self.progress += settled.flagged + settled.restored;
+            if settled.unit_ended {
                 // Ended by another delivery or the sweep of abandoned jobs: nothing more is ours to decide.
-                return Ok(());
+                return Ok(true);
             }
         }
-        Ok(())
+        Ok(true)
+    }
+
+    /// What AWS says of one candidate; None when it refuses to describe the key.
+    async fn verdict(
+        &self,
+        source: &Source,
+        unit: &UnitContext<'_>,
+        stub: &StoredKeyStub,
+    ) -> Result<Option<Verdict>, SourceError> {
+        let listed = ListedKey {
+            key_id: key_id_of_arn(&stub.arn).to_string(),
+            arn: stub.arn.clone(),
+        };
+        Ok(match source.read(&listed).await? {
+            None => Some(Verdict::Gone(stub.id)),
+            Some(details) if details.read_errors.contains_key(DESCRIBE_KEY) => {
+                tracing::warn!(job_id = %self.item.job_id, unit = self.unit_key, arn = stub.arn,
+                    "AWS refused to describe a key the listing did not show; left undecided");
+                None
+            }
+            Some(details) => {
+                tracing::warn!(job_id = %self.item.job_id, unit = self.unit_key, arn = stub.arn,
+                    "a live key was missing from the listing; stored as seen");
+                Some(Verdict::Live(Box::new(unit.record(
+                    self.item,
+                    details,
+                    now(),
+                ))))
+            }
+        })
     }
 
     /// Hands the unit to a new message, which resumes from the recorded progress with a fresh failure
@@ -353,7 +410,7 @@ impl Delivery<'_> {
             .await
         {
             Ok(()) => {
-                tracing::warn!(job_id = %self.item.job_id, unit = self.unit_key, pages = self.pages_recorded,
+                tracing::warn!(job_id = %self.item.job_id, unit = self.unit_key, pages = self.progress,
                     %reason, "passing failure after progress; the unit continues in a new message");
                 Outcome::Done
             }

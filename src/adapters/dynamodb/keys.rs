@@ -8,15 +8,20 @@ use super::{
 use crate::domain::AppError;
 use crate::domain::key::KeyRecord;
 use crate::domain::time::{Timestamp, format};
-use crate::ports::{GoneSweep, KeyStore, StoredKeyStub, SweepMark};
+use crate::ports::{GoneSweep, KeyStore, Settled, StoredKeyStub, Verdict};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 use serde::Deserialize;
+use std::time::Duration;
 use uuid::Uuid;
 
 const UNIT_INDEX: &str = "by_unit";
+/// Verdicts per transaction: with the unit's count, well under TransactWriteItems' 100 actions and 4 MB.
+const SWEEP_CHUNK: usize = 25;
+/// Retries of a sweep transaction that met another writer's transaction on one of its items.
+const SWEEP_CONFLICT_RETRIES: u32 = 6;
 /// Attributes a refresh leaves as they are: the key, and what only the sync writes.
 const KEPT_BY_REFRESH: [&str; 3] = ["id", "createdAt", "last_seen_job"];
 /// `GoneSweep::may_decide`, on the record: not gone, not seen by the sweep's job, stamped before it started.
@@ -43,6 +48,13 @@ pub struct DynamoKeyStore {
     jobs_table: String,
 }
 
+const CONDITION_FAILED: &str = "ConditionalCheckFailed";
+
+/// Whether a transaction's cancellation reason has this code.
+fn is(reason: &Option<String>, code: &str) -> bool {
+    reason.as_deref() == Some(code)
+}
+
 /// The values `SWEEP_MAY_DECIDE` names.
 fn may_decide_values(sweep: &GoneSweep) -> Item {
     Item::from([
@@ -61,50 +73,99 @@ impl DynamoKeyStore {
         }
     }
 
-    /// One verdict of a sweep: `write` on the key (conditioned on `SWEEP_MAY_DECIDE`) and `ADD counter 1`
-    /// on the unit while it is in progress, in one transaction.
-    async fn settle(
+    /// The write one verdict makes on its key, conditioned on `SWEEP_MAY_DECIDE`.
+    fn verdict_write(
         &self,
-        write: TransactWriteItem,
+        verdict: &Verdict,
         sweep: &GoneSweep,
-        counter: &str,
-    ) -> Result<SweepMark, AppError> {
+        now: Timestamp,
+    ) -> Result<TransactWriteItem, AppError> {
+        let built =
+            |e: aws_sdk_dynamodb::error::BuildError| AppError::internal("building a request", e);
+        Ok(match verdict {
+            Verdict::Gone(id) => TransactWriteItem::builder()
+                .update(
+                    Update::builder()
+                        .table_name(&self.table)
+                        .key("id", s(id.to_string()))
+                        .update_expression("SET gone = :yes, updatedAt = :now")
+                        .condition_expression(SWEEP_MAY_DECIDE)
+                        // The condition's values first: `set_` replaces what was there.
+                        .set_expression_attribute_values(Some(may_decide_values(sweep)))
+                        .expression_attribute_values(":yes", AttributeValue::Bool(true))
+                        .expression_attribute_values(":now", s(format(&now)))
+                        .build()
+                        .map_err(built)?,
+                )
+                .build(),
+            Verdict::Live(record) => TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(to_item(record)?))
+                        .condition_expression(SWEEP_MAY_DECIDE)
+                        .set_expression_attribute_values(Some(may_decide_values(sweep)))
+                        .build()
+                        .map_err(built)?,
+                )
+                .build(),
+        })
+    }
+
+    /// One transaction: the verdicts' writes, and their counts added to the unit while it is in progress.
+    /// On a cancellation, the reason of each item (the unit's is last).
+    async fn settle_chunk(
+        &self,
+        sweep: &GoneSweep,
+        verdicts: &[&Verdict],
+        now: Timestamp,
+    ) -> Result<Result<Settled, Vec<Option<String>>>, AppError> {
+        let flagged = verdicts
+            .iter()
+            .filter(|v| matches!(v, Verdict::Gone(_)))
+            .count() as u64;
+        let settled = Settled {
+            flagged,
+            restored: verdicts.len() as u64 - flagged,
+            unit_ended: false,
+        };
         let count = Update::builder()
             .table_name(&self.jobs_table)
             .key("pk", s(job_pk(sweep.job_id)))
             .key("sk", s(unit_sk(&sweep.unit_key)))
-            .update_expression("ADD #counter :one")
+            .update_expression("ADD keys_gone :gone, keys_synced :restored")
             .condition_expression("#state = :running")
-            .expression_attribute_names("#counter", counter)
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":gone", n(settled.flagged))
+            .expression_attribute_values(":restored", n(settled.restored))
             .expression_attribute_values(":running", s("in_progress"))
             .build()
             .map_err(|e| AppError::internal("building a request", e))?;
+        let writes = verdicts
+            .iter()
+            .map(|v| self.verdict_write(v, sweep, now))
+            .collect::<Result<Vec<_>, _>>()?;
         let result = self
             .client
             .transact_write_items()
-            .transact_items(write)
+            .set_transact_items(Some(writes))
             .transact_items(TransactWriteItem::builder().update(count).build())
             .send()
             .await;
-        let err = match result {
-            Ok(_) => return Ok(SweepMark::Counted),
-            Err(err) => err,
-        };
-        let failed = |index: usize| match err.as_service_error() {
-            Some(TransactWriteItemsError::TransactionCanceledException(e)) => e
-                .cancellation_reasons()
-                .get(index)
-                .is_some_and(|r| r.code() == Some("ConditionalCheckFailed")),
-            _ => false,
-        };
-        if failed(1) {
-            Ok(SweepMark::UnitEnded)
-        } else if failed(0) {
-            Ok(SweepMark::Skipped)
-        } else {
-            Err(store_error("settle a gone-sweep candidate", err))
+        match result {
+            Ok(_) => Ok(Ok(settled)),
+            Err(err) => match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(e))
+                    if e.cancellation_reasons().len() == verdicts.len() + 1 =>
+                {
+                    Ok(Err(e
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code().map(String::from))
+                        .collect()))
+                }
+                _ => Err(store_error("settle gone-sweep verdicts", err)),
+            },
         }
     }
 
@@ -232,49 +293,58 @@ impl KeyStore for DynamoKeyStore {
         }
     }
 
-    async fn flag_gone(
+    async fn settle_sweep(
         &self,
-        id: Uuid,
         sweep: &GoneSweep,
+        verdicts: &[Verdict],
         now: Timestamp,
-    ) -> Result<SweepMark, AppError> {
-        let flag = Update::builder()
-            .table_name(&self.table)
-            .key("id", s(id.to_string()))
-            .update_expression("SET gone = :yes, updatedAt = :now")
-            .condition_expression(SWEEP_MAY_DECIDE)
-            // The condition's values first: `set_` replaces what was there.
-            .set_expression_attribute_values(Some(may_decide_values(sweep)))
-            .expression_attribute_values(":yes", AttributeValue::Bool(true))
-            .expression_attribute_values(":now", s(format(&now)))
-            .build()
-            .map_err(|e| AppError::internal("building a request", e))?;
-        self.settle(
-            TransactWriteItem::builder().update(flag).build(),
-            sweep,
-            "keys_gone",
-        )
-        .await
-    }
-
-    async fn restore_seen(
-        &self,
-        key: &KeyRecord,
-        sweep: &GoneSweep,
-    ) -> Result<SweepMark, AppError> {
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(to_item(key)?))
-            .condition_expression(SWEEP_MAY_DECIDE)
-            .set_expression_attribute_values(Some(may_decide_values(sweep)))
-            .build()
-            .map_err(|e| AppError::internal("building a request", e))?;
-        self.settle(
-            TransactWriteItem::builder().put(put).build(),
-            sweep,
-            "keys_synced",
-        )
-        .await
+    ) -> Result<Settled, AppError> {
+        let mut total = Settled::default();
+        for chunk in verdicts.chunks(SWEEP_CHUNK) {
+            let mut pending: Vec<&Verdict> = chunk.iter().collect();
+            let mut conflicts = 0;
+            while !pending.is_empty() {
+                let reasons = match self.settle_chunk(sweep, &pending, now).await? {
+                    Ok(settled) => {
+                        total.flagged += settled.flagged;
+                        total.restored += settled.restored;
+                        break;
+                    }
+                    Err(reasons) => reasons,
+                };
+                if reasons.last().is_some_and(|r| is(r, CONDITION_FAILED)) {
+                    total.unit_ended = true;
+                    return Ok(total);
+                }
+                let conflicted = reasons.iter().any(|r| is(r, "TransactionConflict"));
+                if conflicted {
+                    // Another writer on one of the items (a page record, a refresh): back off and retry.
+                    conflicts += 1;
+                    if conflicts > SWEEP_CONFLICT_RETRIES {
+                        return Err(AppError::Internal(format!(
+                            "gone sweep of {}: transactions kept conflicting",
+                            sweep.unit_key
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(20 << conflicts)).await;
+                }
+                // A key whose record no longer lets this sweep decide it is left alone.
+                let before = pending.len();
+                pending = pending
+                    .into_iter()
+                    .zip(&reasons)
+                    .filter(|(_, reason)| !is(reason, CONDITION_FAILED))
+                    .map(|(verdict, _)| verdict)
+                    .collect();
+                if pending.len() == before && !conflicted {
+                    return Err(AppError::Internal(format!(
+                        "gone sweep of {}: transaction cancelled for {reasons:?}",
+                        sweep.unit_key
+                    )));
+                }
+            }
+        }
+        Ok(total)
     }
 
     async fn scan(
