@@ -1,6 +1,7 @@
 //! Defects of issue 12 that live inside one DynamoDB adapter call, where only the wire can go wrong: a
 //! conditional write whose answer was lost, `UnprocessedItems` that never clear, a cancel that lands
-//! between the read and the write that ends a job. Scripted SDK responses (aws-smithy-mocks) behind the
+//! between the read and the write that ends a job, gone-sweep transactions that conflict or find the unit
+//! ended. Scripted SDK responses (aws-smithy-mocks) behind the
 //! production `DynamoJobStore`, because moto never loses an answer, never leaves items unprocessed and
 //! serves one request at a time.
 
@@ -10,14 +11,15 @@ use aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput;
 use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
 use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
 use aws_sdk_dynamodb::operation::query::QueryOutput;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
 use aws_sdk_dynamodb::types::{AttributeValue, WriteRequest};
 use aws_smithy_mocks::{MockResponse, Rule, RuleMode, mock, mock_client};
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
-use cckm_aws_sync::adapters::dynamodb::DynamoJobStore;
+use cckm_aws_sync::adapters::dynamodb::{DynamoJobStore, DynamoKeyStore};
 use cckm_aws_sync::domain::job::{Job, Unit};
-use cckm_aws_sync::ports::JobStore;
+use cckm_aws_sync::ports::{GoneSweep, JobStore, KeyStore, Settled, Verdict};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -207,4 +209,81 @@ async fn defect_8_a_cancel_racing_the_job_end_ends_it_completed_with_abort() {
         Some("completed"),
         "a canceled job ends completed, even with a failed unit"
     );
+}
+
+/// A TransactWriteItems cancellation as DynamoDB sends it, one reason per item.
+fn cancelled<O, E>(reasons: &[&str]) -> MockResponse<O, E> {
+    let reasons: Vec<serde_json::Value> = reasons
+        .iter()
+        .map(|code| serde_json::json!({"Code": code}))
+        .collect();
+    let body = serde_json::json!({
+        "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+        "Message": "Transaction cancelled, please refer cancellation reasons for specific reasons",
+        "CancellationReasons": reasons,
+    });
+    MockResponse::Http(aws_smithy_runtime_api::http::Response::new(
+        StatusCode::try_from(400).expect("status"),
+        SdkBody::from(body.to_string()),
+    ))
+}
+
+fn sweep() -> GoneSweep {
+    GoneSweep {
+        job_id: Uuid::new_v4(),
+        job_started: chrono::Utc::now(),
+        unit_key: "111122223333/us-east-1".into(),
+    }
+}
+
+#[tokio::test]
+async fn scripted_a_sweep_transaction_that_meets_a_conflict_is_retried_and_undecidable_keys_are_left_out()
+ {
+    // Answers in turn: a conflict with another writer, then key 0's condition failing (a refresh
+    // restamped it), then success. Each request's number of items is kept.
+    let sizes: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let log = sizes.clone();
+    let calls = AtomicUsize::new(0);
+    let transact = mock!(Client::transact_write_items).then_compute_response(move |req| {
+        log.lock().unwrap().push(req.transact_items().len());
+        match calls.fetch_add(1, Ordering::SeqCst) {
+            0 => cancelled(&["None", "TransactionConflict", "None", "None"]),
+            1 => cancelled(&["ConditionalCheckFailed", "None", "None", "None"]),
+            _ => MockResponse::Output(TransactWriteItemsOutput::builder().build()),
+        }
+    });
+    let client: Client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&transact]);
+    let keys = DynamoKeyStore::new(client, "keys", TABLE);
+    let verdicts: Vec<Verdict> = (0..3).map(|_| Verdict::Gone(Uuid::new_v4())).collect();
+    let settled = keys
+        .settle_sweep(&sweep(), &verdicts, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        settled,
+        Settled {
+            flagged: 2,
+            restored: 0,
+            unit_ended: false
+        }
+    );
+    assert_eq!(
+        *sizes.lock().unwrap(),
+        vec![4, 4, 3],
+        "three keys and the unit's count"
+    );
+}
+
+#[tokio::test]
+async fn scripted_a_sweep_stops_when_the_unit_ended_meanwhile() {
+    let transact = mock!(Client::transact_write_items)
+        .then_compute_response(|_| cancelled(&["None", "None", "ConditionalCheckFailed"]));
+    let client: Client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&transact]);
+    let keys = DynamoKeyStore::new(client, "keys", TABLE);
+    let verdicts: Vec<Verdict> = (0..2).map(|_| Verdict::Gone(Uuid::new_v4())).collect();
+    let settled = keys
+        .settle_sweep(&sweep(), &verdicts, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert!(settled.unit_ended && settled.flagged == 0, "{settled:?}");
 }

@@ -720,3 +720,41 @@ async fn scripted_expired_token_drops_the_cached_role_credentials() {
         "credentials AWS called expired are assumed afresh, not reused"
     );
 }
+
+#[tokio::test]
+async fn scripted_a_key_aws_refuses_to_describe_in_the_gone_sweep_stays_undecided() {
+    let (entry, parts) = entry_with(
+        ScriptedKms::new(vec![("us-east-1", region_rules("us-east-1", 3))]),
+        &["us-east-1"],
+    )
+    .await;
+    let first = sync(&entry, &parts).await;
+    assert_eq!(first["progress"]["keys_synced"], 3);
+    let before = parts.keys.list(None).await.unwrap();
+    // ListKeys no longer shows key 2, and DescribeKey on it is denied: it may well exist.
+    let denied = mock!(Client::describe_key)
+        .match_requests(|req| req.key_id() == Some(key_id(2).as_str()))
+        .sequence()
+        .http_status(400, aws_error("AccessDeniedException"))
+        .repeatedly()
+        .build();
+    let mut rules = vec![denied];
+    rules.extend(region_rules("us-east-1", 2));
+    let mut app = entry.app.clone();
+    app.source = Arc::new(ScriptedKms::new(vec![("us-east-1", rules)]));
+    let second = sync(&entry_for(app), &parts).await;
+    assert_eq!(second["overall_status"], "completed", "{second}");
+    assert_eq!(second["progress"]["keys_gone"], 0);
+    let after = parts.keys.list(None).await.unwrap();
+    let record = |keys: &[cckm_aws_sync::domain::key::KeyRecord]| {
+        keys.iter()
+            .find(|k| k.aws_param.key_id == key_id(2))
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        record(&after),
+        record(&before),
+        "neither flagged nor overwritten"
+    );
+}

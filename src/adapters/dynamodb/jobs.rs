@@ -298,11 +298,13 @@ impl JobStore for DynamoJobStore {
     async fn create(&self, job: &Job, lease_until: Timestamp) -> Result<(), AppError> {
         let mut taken = Vec::new();
         for key in job.units.keys() {
+            // Counted before the put: a put that failed after it committed (a lost answer) must be given
+            // back too. Giving back is conditional on this job, so another job's lease is never touched.
+            taken.push(key);
             if let Err(err) = self.take_lease(key, job, lease_until).await {
                 self.release_leases(&taken, job.id).await;
                 return Err(err);
             }
-            taken.push(key);
         }
         if let Err(err) = self.write_job(job).await {
             self.release_leases(&taken, job.id).await;
