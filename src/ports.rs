@@ -172,6 +172,21 @@ pub struct Settled {
     pub unit_ended: bool,
 }
 
+impl Settled {
+    /// The counts of these verdicts, all written.
+    pub fn of<'a>(verdicts: impl IntoIterator<Item = &'a Verdict>) -> Settled {
+        verdicts
+            .into_iter()
+            .fold(Settled::default(), |mut settled, verdict| {
+                match verdict {
+                    Verdict::Gone(_) => settled.flagged += 1,
+                    Verdict::Live(_) => settled.restored += 1,
+                }
+                settled
+            })
+    }
+}
+
 /// Synced key records.
 #[async_trait]
 pub trait KeyStore: Send + Sync {

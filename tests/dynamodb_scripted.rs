@@ -228,12 +228,19 @@ fn cancelled<O, E>(reasons: &[&str]) -> MockResponse<O, E> {
     ))
 }
 
-fn sweep() -> GoneSweep {
-    GoneSweep {
+/// `keys` "gone" verdicts of one sweep, settled through the production key store over `transact`.
+async fn settle_gone(transact: Rule, keys: usize) -> Settled {
+    let client: Client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&transact]);
+    let sweep = GoneSweep {
         job_id: Uuid::new_v4(),
         job_started: chrono::Utc::now(),
         unit_key: "111122223333/us-east-1".into(),
-    }
+    };
+    let verdicts: Vec<Verdict> = (0..keys).map(|_| Verdict::Gone(Uuid::new_v4())).collect();
+    DynamoKeyStore::new(client, "keys", TABLE)
+        .settle_sweep(&sweep, &verdicts, chrono::Utc::now())
+        .await
+        .expect("settled")
 }
 
 #[tokio::test]
@@ -252,13 +259,7 @@ async fn scripted_a_sweep_transaction_that_meets_a_conflict_is_retried_and_undec
             _ => MockResponse::Output(TransactWriteItemsOutput::builder().build()),
         }
     });
-    let client: Client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&transact]);
-    let keys = DynamoKeyStore::new(client, "keys", TABLE);
-    let verdicts: Vec<Verdict> = (0..3).map(|_| Verdict::Gone(Uuid::new_v4())).collect();
-    let settled = keys
-        .settle_sweep(&sweep(), &verdicts, chrono::Utc::now())
-        .await
-        .unwrap();
+    let settled = settle_gone(transact, 3).await;
     assert_eq!(
         settled,
         Settled {
@@ -278,12 +279,6 @@ async fn scripted_a_sweep_transaction_that_meets_a_conflict_is_retried_and_undec
 async fn scripted_a_sweep_stops_when_the_unit_ended_meanwhile() {
     let transact = mock!(Client::transact_write_items)
         .then_compute_response(|_| cancelled(&["None", "None", "ConditionalCheckFailed"]));
-    let client: Client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&transact]);
-    let keys = DynamoKeyStore::new(client, "keys", TABLE);
-    let verdicts: Vec<Verdict> = (0..2).map(|_| Verdict::Gone(Uuid::new_v4())).collect();
-    let settled = keys
-        .settle_sweep(&sweep(), &verdicts, chrono::Utc::now())
-        .await
-        .unwrap();
+    let settled = settle_gone(transact, 2).await;
     assert!(settled.unit_ended && settled.flagged == 0, "{settled:?}");
 }

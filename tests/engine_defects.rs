@@ -307,9 +307,7 @@ async fn defect_1_a_sweep_near_the_deadline_goes_on_in_a_new_message() {
         assert_eq!(rig.dispatcher.pending(), 1, "{stores:?}");
         rig.run_queue().await;
         assert_eq!(rig.gone().await.len(), 60, "{stores:?}");
-        let job = rig.job(job).await;
-        assert_eq!(job["overall_status"], "completed", "{stores:?}: {job}");
-        assert_eq!(job["progress"]["keys_gone"], 60, "{stores:?}: {job}");
+        rig.completed(job, &[("keys_gone", 60)]).await;
     }
 }
 
@@ -381,9 +379,7 @@ async fn defect_4_a_page_record_whose_answer_was_lost_goes_on_instead_of_strandi
         faults.record_answer_lost.store(1, Ordering::SeqCst);
         let response = rig.deliver(&items, 1, WHOLE).await;
         assert_eq!(failures(&response), json!([]), "{stores:?}");
-        let job = rig.job(job).await;
-        assert_eq!(job["overall_status"], "completed", "{stores:?}: {job}");
-        assert_eq!(job["progress"]["keys_synced"], 4, "{stores:?}");
+        rig.completed(job, &[("keys_synced", 4)]).await;
     }
 }
 
@@ -401,9 +397,7 @@ async fn defect_4_a_unit_moved_by_someone_else_sends_the_message_back_instead_of
             "{stores:?}: the message comes back"
         );
         rig.deliver(&items, 2, WHOLE).await;
-        let job = rig.job(job).await;
-        assert_eq!(job["overall_status"], "completed", "{stores:?}: {job}");
-        assert_eq!(job["progress"]["keys_synced"], 4, "{stores:?}");
+        rig.completed(job, &[("keys_synced", 4)]).await;
     }
 }
 
@@ -426,9 +420,7 @@ async fn defect_5_passing_errors_after_progress_do_not_use_up_the_retry_budget()
             deliveries += 1;
             assert!(deliveries <= 4, "{stores:?}: one page per delivery");
         }
-        let job = rig.job(job).await;
-        assert_eq!(job["overall_status"], "completed", "{stores:?}: {job}");
-        assert_eq!(job["progress"]["keys_synced"], 6, "{stores:?}");
+        rig.completed(job, &[("keys_synced", 6)]).await;
     }
 }
 
@@ -456,9 +448,7 @@ async fn defect_9_keys_gone_counts_each_key_once_when_the_finish_fails_after_fla
             "{stores:?}: flagged before the finish failed"
         );
         rig.deliver(&items, 2, WHOLE).await;
-        let job = rig.job(job).await;
-        assert_eq!(job["overall_status"], "completed", "{stores:?}: {job}");
-        assert_eq!(job["progress"]["keys_gone"], 2, "{stores:?}: {job}");
+        rig.completed(job, &[("keys_gone", 2)]).await;
     }
 }
 

@@ -6,33 +6,12 @@ mod common;
 
 use cckm_aws_sync::app::MemoryParts;
 use cckm_aws_sync::domain::job::WorkItem;
-use cckm_aws_sync::domain::key::{AwsParam, KeyDetails};
 use cckm_aws_sync::entry::Entry;
 use cckm_aws_sync::ports::{KeyStore, SourceError};
 use common::*;
 use serde_json::{Value, json};
 
-const ACCOUNT: &str = "111122223333";
-
-fn key(region: &str, n: usize) -> KeyDetails {
-    let key_id = format!("{n:08}-0000-4000-8000-000000000000");
-    KeyDetails {
-        aws_param: AwsParam {
-            aws_account_id: ACCOUNT.into(),
-            arn: format!("arn:aws:kms:{region}:{ACCOUNT}:key/{key_id}"),
-            key_id,
-            enabled: Some(true),
-            key_state: Some("Enabled".into()),
-            key_usage: Some("ENCRYPT_DECRYPT".into()),
-            key_manager: Some("CUSTOMER".into()),
-            origin: Some("AWS_KMS".into()),
-            customer_master_key_spec: Some("SYMMETRIC_DEFAULT".into()),
-            alias: vec![format!("alias/k{n}")],
-            ..AwsParam::default()
-        },
-        read_errors: Default::default(),
-    }
-}
+use common::rig::{ACCOUNT, key_in as key};
 
 async fn setup(regions: &[&str], page_size: usize) -> (Entry, MemoryParts) {
     let (entry, parts) = memory_entry(page_size);

@@ -401,15 +401,7 @@ impl KeyStore for MemoryKeyStore {
                     .is_some_and(|k| sweep.may_decide(&stub_of(k)))
             })
             .collect();
-        let flagged = decidable
-            .iter()
-            .filter(|v| matches!(v, Verdict::Gone(_)))
-            .count() as u64;
-        let settled = Settled {
-            flagged,
-            restored: decidable.len() as u64 - flagged,
-            unit_ended: false,
-        };
+        let settled = Settled::of(decidable.iter().copied());
         let counted = self
             .jobs
             .count_on_open_unit(sweep.job_id, &sweep.unit_key, |unit| {

@@ -43,21 +43,30 @@ pub async fn rigs(page_size: usize, tune: impl Fn(&mut App)) -> Vec<Rig> {
     ]
 }
 
-/// A key of the scripted account, numbered so that the listing order is the numbering.
-pub fn key(n: usize) -> KeyDetails {
+/// A key of the scripted account in `region`, numbered so that the listing order is the numbering.
+pub fn key_in(region: &str, n: usize) -> KeyDetails {
     let key_id = format!("{n:08}-0000-4000-8000-000000000000");
     KeyDetails {
         aws_param: AwsParam {
             aws_account_id: ACCOUNT.into(),
-            arn: format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/{key_id}"),
+            arn: format!("arn:aws:kms:{region}:{ACCOUNT}:key/{key_id}"),
             key_id,
             enabled: Some(true),
             key_state: Some("Enabled".into()),
+            key_usage: Some("ENCRYPT_DECRYPT".into()),
+            key_manager: Some("CUSTOMER".into()),
+            origin: Some("AWS_KMS".into()),
             customer_master_key_spec: Some("SYMMETRIC_DEFAULT".into()),
+            alias: vec![format!("alias/k{n}")],
             ..AwsParam::default()
         },
         read_errors: Default::default(),
     }
+}
+
+/// A key of the scripted account in the rig's region.
+pub fn key(n: usize) -> KeyDetails {
+    key_in(REGION, n)
 }
 
 impl Rig {
@@ -140,6 +149,20 @@ impl Rig {
 
     pub async fn job(&self, id: Uuid) -> Value {
         get_job(&self.entry, &id.to_string()).await
+    }
+
+    /// The job, which must have ended `completed`, with these counters.
+    pub async fn completed(&self, id: Uuid, counters: &[(&str, u64)]) -> Value {
+        let job = self.job(id).await;
+        let stores = self.stores;
+        assert_eq!(job["overall_status"], "completed", "{stores:?}: {job}");
+        for (counter, value) in counters {
+            assert_eq!(
+                job["progress"][counter], *value,
+                "{stores:?}: {counter}: {job}"
+            );
+        }
+        job
     }
 
     /// Every stored key, by the number `key` gave it.

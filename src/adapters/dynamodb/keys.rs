@@ -120,15 +120,7 @@ impl DynamoKeyStore {
         verdicts: &[&Verdict],
         now: Timestamp,
     ) -> Result<Result<Settled, Vec<Option<String>>>, AppError> {
-        let flagged = verdicts
-            .iter()
-            .filter(|v| matches!(v, Verdict::Gone(_)))
-            .count() as u64;
-        let settled = Settled {
-            flagged,
-            restored: verdicts.len() as u64 - flagged,
-            unit_ended: false,
-        };
+        let settled = Settled::of(verdicts.iter().copied());
         let count = Update::builder()
             .table_name(&self.jobs_table)
             .key("pk", s(job_pk(sweep.job_id)))
