@@ -270,6 +270,11 @@ pub struct KeyPage {
 /// Reads the keys of one account and region.
 #[async_trait]
 pub trait KeySource: Send + Sync {
+    /// How many keys to read at once to reach the allowed rate, from what the source has seen of the
+    /// answer times; None before it knows.
+    fn keys_in_flight(&self) -> Option<usize> {
+        None
+    }
     async fn list_keys(&self, marker: Option<&str>) -> Result<KeyPage, SourceError>;
     /// Every alias of the region with a target, by target key id (predefined aliases without one skipped).
     async fn aliases(&self) -> Result<BTreeMap<String, Vec<String>>, SourceError>;

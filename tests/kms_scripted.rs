@@ -18,11 +18,13 @@ use aws_sdk_kms::types::{
 };
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use cckm_aws_sync::adapters::kms::{AwsKeySource, retry_config};
-use cckm_aws_sync::adapters::rate_limit::{Quotas, RateLimits};
+use cckm_aws_sync::adapters::rate_limit::{KmsOperation, Quotas, RateLimits};
 use cckm_aws_sync::adapters::sts::RoleCredentials;
 use cckm_aws_sync::app::MemoryParts;
 use cckm_aws_sync::entry::Entry;
-use cckm_aws_sync::ports::{Connection, KeySource, KeySourceFactory, KeyStore, SourceError};
+use cckm_aws_sync::ports::{
+    Connection, KeySource, KeySourceFactory, KeyStore, ListedKey, SourceError,
+};
 use common::*;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -757,4 +759,43 @@ async fn scripted_a_key_aws_refuses_to_describe_in_the_gone_sweep_stays_undecide
         record(&before),
         "neither flagged nor overwritten"
     );
+}
+
+#[tokio::test]
+async fn scripted_every_retry_waits_for_the_bucket_and_a_throttle_lowers_its_rate() {
+    let throttled = mock!(Client::describe_key)
+        .sequence()
+        .http_status(400, aws_error("ThrottlingException"))
+        .times(2)
+        .output(|| {
+            DescribeKeyOutput::builder()
+                .key_metadata(metadata("us-east-1", 0, KeyManagerType::Customer))
+                .build()
+        })
+        .build();
+    let mut rules = vec![throttled];
+    rules.extend(region_rules("us-east-1", 1));
+    let limits = Arc::new(RateLimits::new(1.0, Quotas::Current));
+    let source = AwsKeySource::new(client(&rules), ACCOUNT, "us-east-1", limits.clone());
+    assert_eq!(source.keys_in_flight(), None, "no answer seen yet");
+    let key = ListedKey {
+        key_id: key_id(0),
+        arn: arn("us-east-1", 0),
+    };
+    assert!(source.read_key(&key, &[]).await.unwrap().is_some());
+    let describe = limits.bucket(ACCOUNT, "us-east-1", KmsOperation::DescribeKey);
+    assert_eq!(
+        describe.counts(),
+        (3, 2),
+        "each of the 3 attempts waited for the bucket; 2 were throttled"
+    );
+    assert!(
+        describe.rate() < describe.allowed(),
+        "{} of {}",
+        describe.rate(),
+        describe.allowed()
+    );
+    let policy = limits.bucket(ACCOUNT, "us-east-1", KmsOperation::GetKeyPolicy);
+    assert_eq!(policy.counts(), (1, 0));
+    assert!(source.keys_in_flight().is_some_and(|n| n >= 1));
 }

@@ -1,6 +1,8 @@
 //! The key source on AWS KMS: per (account, region) a KMS client with the right credentials (own or
-//! assumed role), adaptive retries, and a token bucket per operation. Reads one key the way the engine and
-//! the single-key refresh both need it.
+//! assumed role) and a token bucket per operation. Every attempt, first or retry, waits for its bucket, and
+//! a throttle slows the bucket down (see `rate_limit`), so a unit runs at the allowed rate and no faster.
+//! Reads one key the way the engine and the single-key refresh both need it: DescribeKey, then tags,
+//! policy and rotation at once.
 
 use super::rate_limit::{KmsOperation, Quotas, RateLimits};
 use super::sts::RoleCredentials;
@@ -10,13 +12,18 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
 use aws_sdk_kms::Client;
+use aws_sdk_kms::config::retry::RetryPartition;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::operation::get_key_rotation_status::GetKeyRotationStatusOutput;
 use aws_smithy_types::DateTime;
 use aws_smithy_types::date_time::Format;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// ListKeys page size: the largest AWS allows, unless the allowed rate calls for less.
 const LIST_KEYS_LIMIT: i32 = 1000;
@@ -27,8 +34,14 @@ const PAGE_SECONDS: f64 = 30.0;
 const MIN_PAGE: i32 = 20;
 const LIST_ALIASES_LIMIT: i32 = 100;
 const LIST_TAGS_LIMIT: i32 = 50;
-/// Attempts per call, throttling included; adaptive mode also slows the client down when throttled.
+/// Attempts per call, throttling included. The SDK makes one attempt per try: the retries are ours, so that
+/// each one waits for the bucket.
 const MAX_ATTEMPTS: u32 = 6;
+/// Backoff before the second attempt, doubling up to `MAX_BACKOFF` (with jitter).
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Keys in flight per unit at most, whatever the rate and latency call for.
+const MAX_CONCURRENCY: usize = 1024;
 
 pub struct AwsKeySourceFactory {
     sdk: SdkConfig,
@@ -56,7 +69,12 @@ impl KeySourceFactory for AwsKeySourceFactory {
     ) -> Result<Arc<dyn KeySource>, SourceError> {
         let mut config = aws_sdk_kms::config::Builder::from(&self.sdk)
             .region(aws_sdk_kms::config::Region::new(region.to_string()))
-            .retry_config(retry_config());
+            .retry_config(retry_config())
+            // Throttling in one account and region must not slow the SDK's other clients down.
+            .retry_partition(RetryPartition::new(format!(
+                "kms-{}-{region}",
+                connection.account_id
+            )));
         if let Some(role) = &connection.assume_role_arn {
             let credentials = self
                 .roles
@@ -75,9 +93,9 @@ impl KeySourceFactory for AwsKeySourceFactory {
     }
 }
 
-/// Retries for every KMS call: adaptive, so a throttled client also slows itself down.
+/// One attempt per SDK call: `AwsKeySource::call` retries, paced by the bucket.
 pub fn retry_config() -> RetryConfig {
-    RetryConfig::adaptive().with_max_attempts(MAX_ATTEMPTS)
+    RetryConfig::standard().with_max_attempts(1)
 }
 
 /// One account and region of KMS.
@@ -88,6 +106,8 @@ pub struct AwsKeySource {
     limits: Arc<RateLimits>,
     /// The role whose cached credentials the client uses, if any: dropped when AWS says they expired.
     role: Option<AssumedRole>,
+    /// Moving average of one call's answer time, in microseconds (0 until the first answer).
+    latency_micros: AtomicU64,
 }
 
 struct AssumedRole {
@@ -146,12 +166,9 @@ fn expired_credentials<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool
     )
 }
 
-fn required<E, R>(operation: &str, err: SdkError<E, R>) -> SourceError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    match classify(operation, &err) {
+/// A call the unit cannot do without: a missing key there is a refusal.
+fn required(operation: &str, failure: Failure) -> SourceError {
+    match failure {
         Failure::Transient(text) => SourceError::Transient(text),
         Failure::Refused(text) => SourceError::Refused(text),
         Failure::Gone => SourceError::Refused(format!("{operation}: not found")),
@@ -170,7 +187,59 @@ impl AwsKeySource {
             region: region.to_string(),
             limits,
             role: None,
+            latency_micros: AtomicU64::new(0),
         }
+    }
+
+    /// Calls one operation: every attempt waits for the operation's bucket; a throttled attempt slows the
+    /// bucket down, and a passing failure is tried again after a backoff, up to `MAX_ATTEMPTS`.
+    async fn call<T, E, R, F, Fut>(&self, operation: KmsOperation, send: F) -> Result<T, Failure>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, R>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        let bucket = self
+            .limits
+            .bucket(&self.account_id, &self.region, operation);
+        let name = format!("{operation:?}");
+        let mut attempt = 1;
+        loop {
+            bucket.acquire().await;
+            let started = Instant::now();
+            let err = match send().await {
+                Ok(output) => {
+                    bucket.succeeded();
+                    self.observe(started.elapsed());
+                    return Ok(output);
+                }
+                Err(err) => err,
+            };
+            if throttled(&err) {
+                bucket.throttled();
+            }
+            match self.failure(&name, &err) {
+                Failure::Transient(_) if attempt < MAX_ATTEMPTS && !expired_credentials(&err) => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                failure => return Err(failure),
+            }
+        }
+    }
+
+    fn observe(&self, latency: Duration) {
+        let sample = latency.as_micros().min(u128::from(u64::MAX)) as u64;
+        let _ = self
+            .latency_micros
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some(if old == 0 {
+                    sample
+                } else {
+                    (old * 9 + sample) / 10
+                })
+            });
     }
 
     /// The client's credentials are `cache`'s for this role.
@@ -211,42 +280,26 @@ impl AwsKeySource {
         classify(operation, err)
     }
 
-    fn required<E, R>(&self, operation: &str, err: SdkError<E, R>) -> SourceError
-    where
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
-    {
-        self.failure(operation, &err);
-        required(operation, err)
-    }
-
     /// ListKeys page size: what the allowed rate reads in `PAGE_SECONDS`, within AWS's bounds.
     fn page_limit(&self) -> i32 {
         let keys = self.limits.keys_per_second() * PAGE_SECONDS;
         (keys.min(f64::from(LIST_KEYS_LIMIT)) as i32).max(MIN_PAGE)
     }
 
-    async fn pace(&self, operation: KmsOperation) {
-        self.limits
-            .bucket(&self.account_id, &self.region, operation)
-            .acquire()
-            .await;
-    }
-
     async fn tags(&self, key_id: &str) -> Result<Vec<Tag>, Failure> {
         let mut tags = Vec::new();
         let mut marker = None;
         loop {
-            self.pace(KmsOperation::ListResourceTags).await;
             let output = self
-                .client
-                .list_resource_tags()
-                .key_id(key_id)
-                .limit(LIST_TAGS_LIMIT)
-                .set_marker(marker)
-                .send()
-                .await
-                .map_err(|e| self.failure("ListResourceTags", &e))?;
+                .call(KmsOperation::ListResourceTags, || {
+                    self.client
+                        .list_resource_tags()
+                        .key_id(key_id)
+                        .limit(LIST_TAGS_LIMIT)
+                        .set_marker(marker.clone())
+                        .send()
+                })
+                .await?;
             tags.extend(output.tags().iter().map(|t| Tag {
                 key: t.tag_key().into(),
                 value: t.tag_value().into(),
@@ -259,32 +312,44 @@ impl AwsKeySource {
     }
 
     async fn policy(&self, key_id: &str) -> Result<Option<String>, Failure> {
-        self.pace(KmsOperation::GetKeyPolicy).await;
         let output = self
-            .client
-            .get_key_policy()
-            .key_id(key_id)
-            .policy_name("default")
-            .send()
-            .await
-            .map_err(|e| self.failure("GetKeyPolicy", &e))?;
+            .call(KmsOperation::GetKeyPolicy, || {
+                self.client
+                    .get_key_policy()
+                    .key_id(key_id)
+                    .policy_name("default")
+                    .send()
+            })
+            .await?;
         Ok(output.policy)
     }
 
-    async fn rotation(&self, key_id: &str, param: &mut AwsParam) -> Result<(), Failure> {
-        self.pace(KmsOperation::GetKeyRotationStatus).await;
-        let output = self
-            .client
-            .get_key_rotation_status()
-            .key_id(key_id)
-            .send()
-            .await
-            .map_err(|e| self.failure("GetKeyRotationStatus", &e))?;
-        param.key_rotation_enabled = Some(output.key_rotation_enabled);
-        param.rotation_period_in_days = output.rotation_period_in_days;
-        param.next_rotation_date = date(output.next_rotation_date.as_ref());
-        Ok(())
+    async fn rotation(&self, key_id: &str) -> Result<GetKeyRotationStatusOutput, Failure> {
+        self.call(KmsOperation::GetKeyRotationStatus, || {
+            self.client.get_key_rotation_status().key_id(key_id).send()
+        })
+        .await
     }
+}
+
+/// Throttled by KMS: someone (maybe this very sync) is over the quota.
+fn throttled<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    matches!(
+        err.as_service_error().and_then(|e| e.code()),
+        Some("ThrottlingException" | "RequestLimitExceeded" | "Throttling")
+    )
+}
+
+/// `FIRST_BACKOFF` doubling per attempt up to `MAX_BACKOFF`, with jitter (half to all of it), so that the
+/// calls a throttle stopped together do not come back together.
+fn backoff(attempt: u32) -> Duration {
+    let full = FIRST_BACKOFF
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    full.mul_f64(0.5 + f64::from(nanos % 1000) / 2000.0)
 }
 
 /// Records an optional read that AWS refused (or a key that vanished mid-read) on the key; a passing
@@ -310,16 +375,28 @@ fn optional<T>(
 
 #[async_trait]
 impl KeySource for AwsKeySource {
+    /// Keys to keep in flight so that the allowed rate is reached (Little's law): the rate times a key's
+    /// answer time (DescribeKey, then the other reads at once: two calls), with half again for jitter.
+    fn keys_in_flight(&self) -> Option<usize> {
+        let latency = self.latency_micros.load(Ordering::Relaxed);
+        (latency > 0).then(|| {
+            let key_seconds = 2.0 * latency as f64 / 1e6;
+            let keys = (self.limits.keys_per_second() * key_seconds * 1.5).ceil();
+            (keys as usize).clamp(1, MAX_CONCURRENCY)
+        })
+    }
+
     async fn list_keys(&self, marker: Option<&str>) -> Result<KeyPage, SourceError> {
-        self.pace(KmsOperation::ListKeys).await;
         let output = self
-            .client
-            .list_keys()
-            .limit(self.page_limit())
-            .set_marker(marker.map(String::from))
-            .send()
+            .call(KmsOperation::ListKeys, || {
+                self.client
+                    .list_keys()
+                    .limit(self.page_limit())
+                    .set_marker(marker.map(String::from))
+                    .send()
+            })
             .await
-            .map_err(|e| self.required("ListKeys", e))?;
+            .map_err(|f| required("ListKeys", f))?;
         let keys = output
             .keys()
             .iter()
@@ -340,15 +417,16 @@ impl KeySource for AwsKeySource {
         let mut aliases: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut marker = None;
         loop {
-            self.pace(KmsOperation::ListAliases).await;
             let output = self
-                .client
-                .list_aliases()
-                .limit(LIST_ALIASES_LIMIT)
-                .set_marker(marker)
-                .send()
+                .call(KmsOperation::ListAliases, || {
+                    self.client
+                        .list_aliases()
+                        .limit(LIST_ALIASES_LIMIT)
+                        .set_marker(marker.clone())
+                        .send()
+                })
                 .await
-                .map_err(|e| self.required("ListAliases", e))?;
+                .map_err(|f| required("ListAliases", f))?;
             for alias in output.aliases() {
                 // Predefined aliases without a target name no key of the account.
                 if let (Some(name), Some(target)) = (alias.alias_name(), alias.target_key_id()) {
@@ -371,11 +449,14 @@ impl KeySource for AwsKeySource {
         aliases: &[String],
     ) -> Result<Option<KeyDetails>, SourceError> {
         let mut read_errors = BTreeMap::new();
-        self.pace(KmsOperation::DescribeKey).await;
-        let described = self.client.describe_key().key_id(&key.key_id).send().await;
+        let described = self
+            .call(KmsOperation::DescribeKey, || {
+                self.client.describe_key().key_id(&key.key_id).send()
+            })
+            .await;
         let metadata = match described {
             Ok(output) => output.key_metadata,
-            Err(err) => match self.failure("DescribeKey", &err) {
+            Err(failure) => match failure {
                 Failure::Gone => return Ok(None),
                 Failure::Transient(reason) => return Err(SourceError::Transient(reason)),
                 Failure::Refused(reason) => {
@@ -442,16 +523,31 @@ impl KeySource for AwsKeySource {
         param.custom_key_store_id = text(meta.custom_key_store_id());
 
         let key_id = meta.key_id().to_string();
-        param.tags = optional("Tags", self.tags(&key_id).await, &mut read_errors)?;
-        param.policy = optional("Policy", self.policy(&key_id).await, &mut read_errors)?.flatten();
         let spec = param
             .customer_master_key_spec
             .as_deref()
             .unwrap_or_default();
         let origin = param.origin.as_deref().unwrap_or_default();
-        if supports_rotation(spec, origin, param.custom_key_store_id.is_some()) {
-            let result = self.rotation(&key_id, &mut param).await;
-            optional("KeyRotation", result, &mut read_errors)?;
+        let has_rotation = supports_rotation(spec, origin, param.custom_key_store_id.is_some());
+        // The three reads depend on DescribeKey alone: they go out together.
+        let (tags, policy, rotation) =
+            tokio::join!(self.tags(&key_id), self.policy(&key_id), async {
+                if has_rotation {
+                    Some(self.rotation(&key_id).await)
+                } else {
+                    None
+                }
+            });
+        param.tags = optional("Tags", tags, &mut read_errors)?;
+        param.policy = optional("Policy", policy, &mut read_errors)?.flatten();
+        if let Some(status) = rotation
+            .map(|result| optional("KeyRotation", result, &mut read_errors))
+            .transpose()?
+            .flatten()
+        {
+            param.key_rotation_enabled = Some(status.key_rotation_enabled);
+            param.rotation_period_in_days = status.rotation_period_in_days;
+            param.next_rotation_date = date(status.next_rotation_date.as_ref());
         }
         Ok(Some(KeyDetails {
             aws_param: param,

@@ -1,7 +1,11 @@
 //! A client-side token bucket per (account, region, operation), so a sync spends only its configured share
 //! of each KMS request quota and leaves the rest to the account's own traffic (aws-facts: KMS quotas).
+//! The bucket adapts: a throttled call means someone else is using the quota, so the rate halves, then it
+//! climbs back to the allowed rate with each call that goes through (additive increase, multiplicative
+//! decrease). Each bucket also counts its calls and throttles.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::time::{Duration, Instant, sleep};
@@ -48,38 +52,94 @@ struct Bucket {
     last: Instant,
 }
 
-/// One token bucket: `rate` requests per second, bursting to one second's worth.
+/// The rate never falls below this share of the allowed rate, so a unit always moves.
+const MIN_RATE_SHARE: f64 = 0.05;
+/// Each call that goes through gives back this share of the allowed rate after a throttle.
+const RECOVERY_PER_CALL: f64 = 0.002;
+
+/// One token bucket: up to `allowed` requests per second, bursting to one second's worth.
 pub struct TokenBucket {
-    rate: f64,
+    allowed: f64,
+    /// The rate in force, as f64 bits: `allowed`, or less after a throttle.
+    rate: AtomicU64,
     bucket: AsyncMutex<Bucket>,
+    calls: AtomicU64,
+    throttles: AtomicU64,
 }
 
 impl TokenBucket {
     pub fn new(rate: f64) -> Self {
-        let rate = rate.max(0.1);
+        let allowed = rate.max(0.1);
         TokenBucket {
-            rate,
+            allowed,
+            rate: AtomicU64::new(allowed.to_bits()),
             bucket: AsyncMutex::new(Bucket {
-                tokens: rate,
+                tokens: allowed,
                 last: Instant::now(),
             }),
+            calls: AtomicU64::new(0),
+            throttles: AtomicU64::new(0),
         }
     }
 
-    /// Waits until a request may go out.
+    /// Requests per second allowed now.
+    pub fn rate(&self) -> f64 {
+        f64::from_bits(self.rate.load(Ordering::Relaxed))
+    }
+
+    /// The quota share this bucket may use at most.
+    pub fn allowed(&self) -> f64 {
+        self.allowed
+    }
+
+    fn set_rate(&self, change: impl Fn(f64) -> f64) {
+        let floor = self.allowed * MIN_RATE_SHARE;
+        let _ = self
+            .rate
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some(
+                    change(f64::from_bits(bits))
+                        .clamp(floor, self.allowed)
+                        .to_bits(),
+                )
+            });
+    }
+
+    /// Waits until a request may go out, and counts it.
     pub async fn acquire(&self) {
         let mut bucket = self.bucket.lock().await;
+        let rate = self.rate();
         let now = Instant::now();
-        bucket.tokens = (bucket.tokens + now.duration_since(bucket.last).as_secs_f64() * self.rate)
-            .min(self.rate);
+        bucket.tokens =
+            (bucket.tokens + now.duration_since(bucket.last).as_secs_f64() * rate).min(rate);
         bucket.last = now;
         if bucket.tokens < 1.0 {
-            let wait = (1.0 - bucket.tokens) / self.rate;
+            let wait = (1.0 - bucket.tokens) / rate;
             sleep(Duration::from_secs_f64(wait)).await;
             bucket.tokens = 1.0;
             bucket.last = Instant::now();
         }
         bucket.tokens -= 1.0;
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A call went through: the rate climbs back towards the allowed rate.
+    pub fn succeeded(&self) {
+        self.set_rate(|rate| rate + self.allowed * RECOVERY_PER_CALL);
+    }
+
+    /// A call was throttled: someone else is using the quota, so the rate halves.
+    pub fn throttled(&self) {
+        self.throttles.fetch_add(1, Ordering::Relaxed);
+        self.set_rate(|rate| rate / 2.0);
+    }
+
+    /// Calls let through and throttles met so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.calls.load(Ordering::Relaxed),
+            self.throttles.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -157,6 +217,22 @@ mod tests {
     }
 
     #[test]
+    fn a_throttle_halves_the_rate_and_calls_that_go_through_bring_it_back() {
+        let bucket = TokenBucket::new(100.0);
+        bucket.throttled();
+        assert_eq!(bucket.rate(), 50.0);
+        for _ in 0..10 {
+            bucket.throttled();
+        }
+        assert_eq!(bucket.rate(), 5.0, "never below 5 % of the allowed rate");
+        for _ in 0..1000 {
+            bucket.succeeded();
+        }
+        assert_eq!(bucket.rate(), 100.0, "never above the allowed rate");
+        assert_eq!(bucket.counts(), (0, 11));
+    }
+
+    #[test]
     fn buckets_are_per_account_region_and_operation_at_the_configured_share() {
         let limits = RateLimits::new(0.5, Quotas::Current);
         let a = limits.bucket("111122223333", "us-east-1", KmsOperation::DescribeKey);
@@ -164,12 +240,12 @@ mod tests {
         let c = limits.bucket("111122223333", "eu-west-1", KmsOperation::DescribeKey);
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &c));
-        assert_eq!(a.rate, 1000.0);
+        assert_eq!(a.rate(), 1000.0);
         let legacy = RateLimits::new(0.5, Quotas::Legacy);
         assert_eq!(
             legacy
                 .bucket("111122223333", "us-east-1", KmsOperation::GetKeyPolicy)
-                .rate,
+                .rate(),
             15.0
         );
         assert_eq!(limits.keys_per_second(), 500.0);

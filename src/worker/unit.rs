@@ -454,16 +454,22 @@ async fn check_abort(app: &App, job_id: Uuid) -> Result<(), Stop> {
     }
 }
 
-/// Reads the page's keys, up to `key_concurrency` at a time; keys that vanished since the listing are left
-/// out.
+/// Reads the page's keys; keys that vanished since the listing are left out.
 async fn read_keys(
     app: &App,
     source: &Source,
     keys: &[ListedKey],
 ) -> Result<Vec<KeyDetails>, SourceError> {
+    // At least the configured number, more when the allowed rate and the answer times call for it; the
+    // buckets keep the rate. Keys finish in any order.
+    let in_flight = source
+        .keys
+        .keys_in_flight()
+        .unwrap_or(0)
+        .max(app.sync.key_concurrency.max(1));
     let read: Vec<Option<KeyDetails>> = stream::iter(keys)
         .map(|key| source.read(key))
-        .buffered(app.sync.key_concurrency.max(1))
+        .buffer_unordered(in_flight)
         .try_collect()
         .await?;
     Ok(read.into_iter().flatten().collect())
