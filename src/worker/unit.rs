@@ -217,61 +217,86 @@ impl Delivery<'_> {
         }
     }
 
-    /// Reads and stores page after page from `pages_done`/`marker`. Some(ARNs seen) after the last page;
-    /// None when the rest goes on in a new message because the invocation's deadline is near, or the unit
-    /// ended meanwhile.
+    /// Reads and stores page after page from `pages_done`/`marker`, reading the next page while the last
+    /// one is written and recorded. Some(ARNs seen) after the last page; None when the rest goes on in a
+    /// new message because the invocation's deadline is near, or the unit ended meanwhile.
     async fn pages(
         &mut self,
         unit: &UnitContext<'_>,
         source: &Source,
         mut pages_done: u64,
-        mut marker: Option<String>,
+        marker: Option<String>,
     ) -> Result<Option<HashSet<String>>, Stop> {
-        let (app, job_id) = (self.app, self.item.job_id);
-        let first_page = pages_done;
         let mut seen = HashSet::new();
+        let mut page = self.read_next(unit, source, marker.as_deref()).await?;
         loop {
-            if pages_done > first_page {
-                check_abort(app, job_id).await?;
-            }
-            let page = source
-                .keys
-                .list_keys(marker.as_deref())
-                .await
-                .map_err(stop_for)?;
-            let details = self.read_page(source, &page.keys).await?;
-            let at = now();
-            let records: Vec<KeyRecord> = details
-                .into_iter()
-                .map(|details| unit.record(self.item, details, at))
-                .collect();
-            app.keys.put_all(&records).await?;
-            seen.extend(records.iter().map(|r| r.arn.clone()));
             let record = PageRecord {
                 pages_done,
                 next_marker: page.next_marker.clone(),
-                keys: records.len() as u64,
+                keys: page.records.len() as u64,
             };
-            if !app
-                .jobs
-                .record_page(job_id, &self.unit_key, record.clone(), at)
-                .await?
-                && !self.recorded_by_us(&record).await?
-            {
+            // The next page is read only if there is time to store it in this invocation.
+            let read_ahead = page
+                .next_marker
+                .as_deref()
+                .filter(|_| !self.deadline_near());
+            let (stored, next) = tokio::join!(self.store(&page.records, &record), async {
+                match read_ahead {
+                    Some(marker) => Some(self.read_next(unit, source, Some(marker)).await),
+                    None => None,
+                }
+            });
+            if !stored? {
                 return Ok(None);
             }
             self.progress += 1;
             pages_done += 1;
-            self.hold_lease().await?;
-            marker = page.next_marker;
-            if marker.is_none() {
+            seen.extend(page.records.iter().map(|r| r.arn.clone()));
+            let Some(marker) = page.next_marker else {
                 return Ok(Some(seen));
-            }
-            if self.deadline_near() {
-                self.continue_at_deadline(marker).await?;
+            };
+            let Some(next) = next else {
+                self.continue_at_deadline(Some(marker)).await?;
                 return Ok(None);
-            }
+            };
+            check_abort(self.app, self.item.job_id).await?;
+            page = next?;
         }
+    }
+
+    /// Lists the page at `marker` and reads its keys.
+    async fn read_next(
+        &self,
+        unit: &UnitContext<'_>,
+        source: &Source,
+        marker: Option<&str>,
+    ) -> Result<ReadPage, Stop> {
+        let listed = source.keys.list_keys(marker).await.map_err(stop_for)?;
+        let details = self.read_page(source, &listed.keys).await?;
+        let at = now();
+        Ok(ReadPage {
+            records: details
+                .into_iter()
+                .map(|details| unit.record(self.item, details, at))
+                .collect(),
+            next_marker: listed.next_marker,
+        })
+    }
+
+    /// Writes a page's keys, records the page and renews the lease; false when the unit ended meanwhile.
+    async fn store(&self, records: &[KeyRecord], record: &PageRecord) -> Result<bool, Stop> {
+        let (app, job_id) = (self.app, self.item.job_id);
+        app.keys.put_all(records).await?;
+        if !app
+            .jobs
+            .record_page(job_id, &self.unit_key, record.clone(), now())
+            .await?
+            && !self.recorded_by_us(record).await?
+        {
+            return Ok(false);
+        }
+        self.hold_lease().await?;
+        Ok(true)
     }
 
     /// Reads one page's keys, giving up when a third of the deadline margin is all that is left of the
@@ -417,6 +442,12 @@ impl Delivery<'_> {
             Err(err) => Outcome::Retry(format!("{reason}; and the continuation failed: {err}")),
         }
     }
+}
+
+/// One page read from AWS, not yet stored.
+struct ReadPage {
+    records: Vec<KeyRecord>,
+    next_marker: Option<String>,
 }
 
 /// What every key record of the unit needs.
