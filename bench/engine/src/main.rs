@@ -1,0 +1,108 @@
+//! Runs the production sync engine end to end against whatever KMS endpoint the AWS settings name
+//! (`AWS_ENDPOINT_URL_KMS`: the simulator), and prints one JSON line of what it measured. The stores are
+//! the in-memory twins (moto's DynamoDB is no performance model); the key source is the real KMS adapter
+//! with its rate limiter; the worker runs every unit of the job at once, as one Lambda invocation runs
+//! the messages of one SQS batch.
+//!
+//! usage: engine-bench <account> <regions, comma-separated> <rate share> <current|legacy>
+
+use cckm_aws_sync::adapters::kms::AwsKeySourceFactory;
+use cckm_aws_sync::adapters::rate_limit::{Quotas, RateLimits};
+use cckm_aws_sync::app::App;
+use cckm_aws_sync::domain::job::WorkItem;
+use cckm_aws_sync::domain::kms::KmsResource;
+use cckm_aws_sync::domain::sync_request::SyncRequest;
+use cckm_aws_sync::worker::unit;
+use futures::future::join_all;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Instant;
+use uuid::Uuid;
+
+fn usage() -> ! {
+    eprintln!("usage: engine-bench <account> <region,region,...> <rate share> <current|legacy>");
+    std::process::exit(2)
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [account, regions, share, quotas] = args.as_slice() else {
+        usage()
+    };
+    let regions: Vec<String> = regions.split(',').map(String::from).collect();
+    let share: f64 = share.parse().unwrap_or_else(|_| usage());
+    let quotas = match quotas.as_str() {
+        "legacy" => Quotas::Legacy,
+        "current" => Quotas::Current,
+        _ => usage(),
+    };
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let (mut app, parts) = App::in_memory(account, 1000);
+    app.source = Arc::new(AwsKeySourceFactory::new(sdk, share, quotas));
+    app.sync.rate_share = share;
+    app.sync.quotas = quotas;
+    let now = chrono::Utc::now();
+    let kms = KmsResource {
+        id: uuid_of(account),
+        name: "bench".into(),
+        account_id: account.clone(),
+        regions: regions.clone(),
+        assume_role_arn: None,
+        assume_role_external_id: None,
+        created_at: now,
+        updated_at: now,
+    };
+    if let Err(err) = app.kms.insert(&kms).await {
+        eprintln!("engine-bench: {err}");
+        std::process::exit(1);
+    }
+    let request = SyncRequest::Named {
+        kms: vec!["bench".into()],
+        regions: vec![],
+    };
+    let started = Instant::now();
+    let job = match cckm_aws_sync::service::jobs::start(&app, request).await {
+        Ok(job) => job,
+        Err(err) => {
+            eprintln!("engine-bench: {err}");
+            std::process::exit(1);
+        }
+    };
+    let mut deliveries = 0;
+    loop {
+        let items: Vec<WorkItem> = parts.dispatcher.drain();
+        if items.is_empty() {
+            break;
+        }
+        deliveries += items.len();
+        let deadline = chrono::Utc::now() + chrono::Duration::minutes(15);
+        let runs = items.iter().map(|item| unit::run(&app, item, 1, deadline));
+        join_all(runs).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let job = app.jobs.get(job.id).await.ok().flatten();
+    let keys = app.keys.list(None).await.unwrap_or_default();
+    let failed_keys = keys.iter().filter(|k| !k.sync_errors.is_empty()).count();
+    let allowed = RateLimits::new(share, quotas).keys_per_second();
+    let per_unit = keys.len() as f64 / regions.len() as f64 / seconds;
+    println!(
+        "{}",
+        json!({
+            "status": job.as_ref().map(|j| j.overall_status.as_str()),
+            "keys": keys.len(),
+            "units": regions.len(),
+            "deliveries": deliveries,
+            "seconds": seconds,
+            "keys_per_second_per_unit": per_unit,
+            "allowed_keys_per_second_per_unit": allowed,
+            "achieved_of_allowed": per_unit / allowed,
+            "keys_with_sync_errors": failed_keys,
+        })
+    );
+}
+
+/// A stable resource id for the account (the in-memory registry keys resources by id).
+fn uuid_of(account: &str) -> Uuid {
+    Uuid::new_v5(&Uuid::NAMESPACE_OID, account.as_bytes())
+}
