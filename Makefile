@@ -24,7 +24,7 @@ VENV_PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 export API_PORT EMULATOR_PORT FUNCTION KMS_TABLE JOBS_TABLE KEYS_TABLE WORK_QUEUE_NAME JWT_HS256_SECRET RUST_LOG
 
-.PHONY: help venv venv-lock up down demo test lint fmt-check clippy cfn-lint cargo-test e2e build clean-local
+.PHONY: help venv venv-lock up down demo test lint fmt-check clippy cfn-lint cargo-test e2e build bench clean-local
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,8 +61,8 @@ fmt-check:
 	cargo fmt --check
 
 clippy:
-	@echo "==== cargo clippy --all-targets -- -D warnings ===="
-	cargo clippy --all-targets -- -D warnings
+	@echo "==== cargo clippy --workspace --all-targets -- -D warnings ===="
+	cargo clippy --workspace --all-targets -- -D warnings
 
 cfn-lint: venv
 	@echo "==== cfn-lint template.yaml ===="
@@ -73,7 +73,7 @@ lint: venv fmt-check clippy cfn-lint ## cargo fmt --check, clippy -D warnings, c
 
 cargo-test: venv
 	@echo "==== cargo test ===="
-	PATH="$(VENV_PATH)" CCKM_VENV="$(CURDIR)/$(VENV)" cargo test
+	PATH="$(VENV_PATH)" CCKM_VENV="$(CURDIR)/$(VENV)" cargo test --workspace
 
 e2e: venv ## end-to-end tests (tests/e2e, pytest; starts its own emulator and cargo lambda watch)
 	@echo "==== pytest tests/e2e ===="
@@ -87,6 +87,19 @@ test: venv ## lint, cargo test, e2e tests (what CI runs)
 
 build: venv ## release build for Lambda (arm64, Zig from the venv) into target/lambda/
 	PATH="$(VENV_PATH)" cargo lambda build --release --arm64
+
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): scripts/bench-requirements.txt scripts/bench-constraints.txt
+	@echo "[bench] installing scripts/bench-requirements.txt into $(BENCH_VENV)/" >&2
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	@$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -r scripts/bench-requirements.txt -c scripts/bench-constraints.txt >&2
+	@touch $@
+
+bench: $(BENCH_STAMP) ## the engine against the KMS simulator, beside Cloud Custodian and boto3 (BENCHMARKS.md)
+	cargo build --profile bench-fast -p kms-sim -p engine-bench
+	$(BENCH_VENV)/bin/python scripts/bench.py $(BENCH_ARGS)
 
 clean-local: down ## stop the stack and remove .local/
 	rm -rf .local

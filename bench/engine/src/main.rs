@@ -4,7 +4,10 @@
 //! with its rate limiter; the worker runs every unit of the job at once, as one Lambda invocation runs
 //! the messages of one SQS batch.
 //!
-//! usage: engine-bench <account> <regions, comma-separated> <rate share> <current|legacy>
+//! usage: engine-bench <account> <regions, comma-separated> <rate share> <current|legacy> [memory|sink]
+//! `sink` keeps no key (see `sink.rs`): the run that measures the engine's own peak memory.
+
+mod sink;
 
 use cckm_aws_sync::adapters::kms::AwsKeySourceFactory;
 use cckm_aws_sync::adapters::rate_limit::{Quotas, RateLimits};
@@ -15,20 +18,25 @@ use cckm_aws_sync::domain::sync_request::SyncRequest;
 use cckm_aws_sync::worker::unit;
 use futures::future::join_all;
 use serde_json::json;
+use sink::SinkKeyStore;
 use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
 
 fn usage() -> ! {
-    eprintln!("usage: engine-bench <account> <region,region,...> <rate share> <current|legacy>");
+    eprintln!(
+        "usage: engine-bench <account> <region,region,...> <rate share> <current|legacy> [memory|sink]"
+    );
     std::process::exit(2)
 }
 
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [account, regions, share, quotas] = args.as_slice() else {
-        usage()
+    let (account, regions, share, quotas, store) = match args.as_slice() {
+        [a, r, s, q] => (a, r, s, q, "memory"),
+        [a, r, s, q, store] => (a, r, s, q, store.as_str()),
+        _ => usage(),
     };
     let regions: Vec<String> = regions.split(',').map(String::from).collect();
     let share: f64 = share.parse().unwrap_or_else(|_| usage());
@@ -39,6 +47,12 @@ async fn main() {
     };
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let (mut app, parts) = App::in_memory(account, 1000);
+    let sink = Arc::new(SinkKeyStore::default());
+    match store {
+        "memory" => {}
+        "sink" => app.keys = sink.clone(),
+        _ => usage(),
+    }
     app.source = Arc::new(AwsKeySourceFactory::new(sdk, share, quotas));
     app.sync.rate_share = share;
     app.sync.quotas = quotas;
@@ -84,13 +98,16 @@ async fn main() {
     let job = app.jobs.get(job.id).await.ok().flatten();
     let keys = app.keys.list(None).await.unwrap_or_default();
     let failed_keys = keys.iter().filter(|k| !k.sync_errors.is_empty()).count();
+    let synced = job.as_ref().map_or(0, |j| j.progress.keys_synced);
     let allowed = RateLimits::new(share, quotas).keys_per_second();
-    let per_unit = keys.len() as f64 / regions.len() as f64 / seconds;
+    let per_unit = synced as f64 / regions.len() as f64 / seconds;
     println!(
         "{}",
         json!({
             "status": job.as_ref().map(|j| j.overall_status.as_str()),
-            "keys": keys.len(),
+            "store": store,
+            "keys": synced,
+            "keys_stored": keys.len() as u64 + sink.written(),
             "units": regions.len(),
             "deliveries": deliveries,
             "seconds": seconds,
@@ -98,8 +115,17 @@ async fn main() {
             "allowed_keys_per_second_per_unit": allowed,
             "achieved_of_allowed": per_unit / allowed,
             "keys_with_sync_errors": failed_keys,
+            "peak_rss_mb": peak_rss_mb(),
         })
     );
+}
+
+/// The process's peak resident memory (`VmHWM`), in MB.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 /// A stable resource id for the account (the in-memory registry keys resources by id).

@@ -70,7 +70,10 @@ fn page<'a, T>(
         .as_u64()
         .map_or(default, |l| (l as usize).clamp(1, max));
     let end = (start + limit).min(items.len());
-    (&items[start..end], (end < items.len()).then(|| end.to_string()))
+    (
+        &items[start..end],
+        (end < items.len()).then(|| end.to_string()),
+    )
 }
 
 fn paged(field: &str, items: Vec<Value>, next: Option<String>) -> Value {
@@ -87,7 +90,11 @@ impl Region {
         let keys: Vec<Key> = (0..count)
             .map(|index| {
                 let kind = kind_of(index);
-                let prefix = if kind == Kind::MultiRegion { "mrk-" } else { "" };
+                let prefix = if kind == Kind::MultiRegion {
+                    "mrk-"
+                } else {
+                    ""
+                };
                 let id = format!("{prefix}{index:08x}-0000-4000-8000-{region_tag:012x}");
                 let arn = format!("arn:aws:kms:{region}:{account}:key/{id}");
                 Key {
@@ -217,7 +224,10 @@ impl Region {
             "MultiRegion": key.kind == Kind::MultiRegion,
         });
         match key.kind {
-            Kind::Rsa => meta["SigningAlgorithms"] = json!(["RSASSA_PSS_SHA_256", "RSASSA_PKCS1_V1_5_SHA_256"]),
+            Kind::Rsa => {
+                meta["SigningAlgorithms"] =
+                    json!(["RSASSA_PSS_SHA_256", "RSASSA_PKCS1_V1_5_SHA_256"])
+            }
             Kind::Ecc => meta["SigningAlgorithms"] = json!(["ECDSA_SHA_256"]),
             Kind::Hmac => meta["MacAlgorithms"] = json!(["HMAC_SHA_256"]),
             _ => meta["EncryptionAlgorithms"] = json!(["SYMMETRIC_DEFAULT"]),
@@ -241,9 +251,7 @@ mod tests {
     #[test]
     fn list_keys_pages_with_limit_and_marker_and_every_key_describes() {
         let region = Region::generate("111122223333", "us-east-1", 45);
-        let first = region
-            .answer("ListKeys", &json!({"Limit": 20}))
-            .unwrap();
+        let first = region.answer("ListKeys", &json!({"Limit": 20})).unwrap();
         assert_eq!(first["Keys"].as_array().unwrap().len(), 20);
         assert_eq!(first["NextMarker"], "20");
         let last = region
@@ -264,7 +272,10 @@ mod tests {
             .collect();
         assert_eq!(states.len(), 3, "{states:?}");
         assert_eq!(
-            region.answer("DescribeKey", &json!({"KeyId": "nope"})).unwrap_err().0,
+            region
+                .answer("DescribeKey", &json!({"KeyId": "nope"}))
+                .unwrap_err()
+                .0,
             "NotFoundException"
         );
     }

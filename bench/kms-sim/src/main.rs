@@ -184,7 +184,10 @@ async fn main() {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.port))
         .await
         .unwrap_or_else(|err| {
-            eprintln!("kms-sim: cannot listen on 127.0.0.1:{}: {err}", settings.port);
+            eprintln!(
+                "kms-sim: cannot listen on 127.0.0.1:{}: {err}",
+                settings.port
+            );
             std::process::exit(1)
         });
     eprintln!(
