@@ -253,6 +253,14 @@ pub enum SourceError {
     Transient(String),
 }
 
+/// Calls and throttles of one key source, per operation, and the rate it was allowed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceReport {
+    /// (operation, calls, throttles), attempts included.
+    pub operations: Vec<(&'static str, u64, u64)>,
+    pub allowed_keys_per_second: f64,
+}
+
 /// A key as ListKeys names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedKey {
@@ -273,6 +281,10 @@ pub trait KeySource: Send + Sync {
     /// How many keys to read at once to reach the allowed rate, from what the source has seen of the
     /// answer times; None before it knows.
     fn keys_in_flight(&self) -> Option<usize> {
+        None
+    }
+    /// What this source has done so far, for the unit's metrics; None when it does not count.
+    fn report(&self) -> Option<SourceReport> {
         None
     }
     async fn list_keys(&self, marker: Option<&str>) -> Result<KeyPage, SourceError>;

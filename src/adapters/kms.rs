@@ -7,7 +7,9 @@
 use super::rate_limit::{KmsOperation, Quotas, RateLimits};
 use super::sts::RoleCredentials;
 use crate::domain::key::{AwsParam, KeyDetails, Tag, supports_rotation};
-use crate::ports::{Connection, KeyPage, KeySource, KeySourceFactory, ListedKey, SourceError};
+use crate::ports::{
+    Connection, KeyPage, KeySource, KeySourceFactory, ListedKey, SourceError, SourceReport,
+};
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
@@ -108,6 +110,16 @@ pub struct AwsKeySource {
     role: Option<AssumedRole>,
     /// Moving average of one call's answer time, in microseconds (0 until the first answer).
     latency_micros: AtomicU64,
+    /// Attempts and throttles of this source, per operation (in `KmsOperation::ALL` order).
+    calls: [AtomicU64; 6],
+    throttles: [AtomicU64; 6],
+}
+
+fn slot(operation: KmsOperation) -> usize {
+    KmsOperation::ALL
+        .iter()
+        .position(|op| *op == operation)
+        .unwrap_or(0)
 }
 
 struct AssumedRole {
@@ -188,6 +200,8 @@ impl AwsKeySource {
             limits,
             role: None,
             latency_micros: AtomicU64::new(0),
+            calls: Default::default(),
+            throttles: Default::default(),
         }
     }
 
@@ -203,10 +217,11 @@ impl AwsKeySource {
         let bucket = self
             .limits
             .bucket(&self.account_id, &self.region, operation);
-        let name = format!("{operation:?}");
+        let name = operation.name();
         let mut attempt = 1;
         loop {
             bucket.acquire().await;
+            self.calls[slot(operation)].fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
             let err = match send().await {
                 Ok(output) => {
@@ -218,8 +233,9 @@ impl AwsKeySource {
             };
             if throttled(&err) {
                 bucket.throttled();
+                self.throttles[slot(operation)].fetch_add(1, Ordering::Relaxed);
             }
-            match self.failure(&name, &err) {
+            match self.failure(name, &err) {
                 Failure::Transient(_) if attempt < MAX_ATTEMPTS && !expired_credentials(&err) => {
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
@@ -375,6 +391,20 @@ fn optional<T>(
 
 #[async_trait]
 impl KeySource for AwsKeySource {
+    fn report(&self) -> Option<SourceReport> {
+        let operations = KmsOperation::ALL
+            .iter()
+            .map(|op| {
+                let count = |counters: &[AtomicU64; 6]| counters[slot(*op)].load(Ordering::Relaxed);
+                (op.name(), count(&self.calls), count(&self.throttles))
+            })
+            .collect();
+        Some(SourceReport {
+            operations,
+            allowed_keys_per_second: self.limits.keys_per_second(),
+        })
+    }
+
     /// Keys to keep in flight so that the allowed rate is reached (Little's law): the rate times a key's
     /// answer time (DescribeKey, then the other reads at once: two calls), with half again for jitter.
     fn keys_in_flight(&self) -> Option<usize> {

@@ -22,6 +22,27 @@ pub enum KmsOperation {
 }
 
 impl KmsOperation {
+    pub const ALL: [KmsOperation; 6] = [
+        KmsOperation::ListKeys,
+        KmsOperation::ListAliases,
+        KmsOperation::DescribeKey,
+        KmsOperation::ListResourceTags,
+        KmsOperation::GetKeyRotationStatus,
+        KmsOperation::GetKeyPolicy,
+    ];
+
+    /// The AWS name of the operation.
+    pub fn name(self) -> &'static str {
+        match self {
+            KmsOperation::ListKeys => "ListKeys",
+            KmsOperation::ListAliases => "ListAliases",
+            KmsOperation::DescribeKey => "DescribeKey",
+            KmsOperation::ListResourceTags => "ListResourceTags",
+            KmsOperation::GetKeyRotationStatus => "GetKeyRotationStatus",
+            KmsOperation::GetKeyPolicy => "GetKeyPolicy",
+        }
+    }
+
     /// Requests per second per account and region (KMS developer guide, "Request quotas"): today's
     /// defaults, or the older ones some accounts still have.
     pub fn quota(self, quotas: Quotas) -> f64 {

@@ -1,6 +1,7 @@
 //! The worker side: an SQS batch of work items, each one unit of a job, processed concurrently. Only the
 //! messages that should be tried again are reported back (`batchItemFailures`).
 
+pub mod metrics;
 pub mod unit;
 
 use crate::app::App;

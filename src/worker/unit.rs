@@ -11,6 +11,7 @@
 //!   counted on the unit item in the same write, so `keys_gone` is exact.
 //! - A unit ends once; its lease is given back afterwards, also by a redelivery that finds it ended.
 
+use super::metrics;
 use crate::app::App;
 use crate::domain::AppError;
 use crate::domain::job::{Job, UnitStatus, WorkItem};
@@ -57,14 +58,35 @@ impl From<AppError> for Stop {
 }
 
 pub async fn run(app: &App, item: &WorkItem, attempt: u32, deadline: Timestamp) -> Outcome {
+    let started = std::time::Instant::now();
     let mut delivery = Delivery {
         app,
         item,
         unit_key: item.unit_key(),
         deadline,
         progress: 0,
+        keys: 0,
+        source: None,
     };
-    let job_id = item.job_id;
+    let outcome = deliver(&mut delivery, attempt).await;
+    if let Some(report) = delivery.source.as_ref().and_then(|s| s.report()) {
+        metrics::emit(&metrics::Delivered {
+            job_id: item.job_id,
+            unit_key: &delivery.unit_key,
+            keys: delivery.keys,
+            elapsed: started.elapsed(),
+            outcome: match outcome {
+                Outcome::Done => "done",
+                Outcome::Retry(_) => "retry",
+            },
+            report,
+        });
+    }
+    outcome
+}
+
+async fn deliver(delivery: &mut Delivery<'_>, attempt: u32) -> Outcome {
+    let (app, job_id) = (delivery.app, delivery.item.job_id);
     match delivery.sync().await {
         Ok(()) => Outcome::Done,
         Err(Stop::End(status)) => finish(app, job_id, &delivery.unit_key, &status).await,
@@ -89,6 +111,10 @@ struct Delivery<'a> {
     deadline: Timestamp,
     /// Pages recorded and sweep verdicts written by this delivery: progress that resets the failure budget.
     progress: u64,
+    /// Keys this delivery stored.
+    keys: u64,
+    /// The key source, once opened: its report goes into the delivery's metrics.
+    source: Option<Arc<dyn KeySource>>,
 }
 
 /// The unit's account and region in AWS, with the region's aliases (read once per delivery).
@@ -160,6 +186,7 @@ impl Delivery<'_> {
             (None, HashSet::new())
         } else {
             let source = Source::open(app, &kms, &self.item.region).await?;
+            self.source = Some(source.keys.clone());
             let pages = self
                 .pages(&unit, &source, progress.pages_done, progress.marker)
                 .await?;
@@ -250,6 +277,7 @@ impl Delivery<'_> {
                 return Ok(None);
             }
             self.progress += 1;
+            self.keys += page.records.len() as u64;
             pages_done += 1;
             seen.extend(page.records.iter().map(|r| r.arn.clone()));
             let Some(marker) = page.next_marker else {
@@ -368,7 +396,11 @@ impl Delivery<'_> {
         }
         let source = match source {
             Some(source) => source,
-            None => Source::open(app, unit.kms, &self.item.region).await?,
+            None => {
+                let source = Source::open(app, unit.kms, &self.item.region).await?;
+                self.source = Some(source.keys.clone());
+                source
+            }
         };
         for batch in candidates.chunks(SWEEP_BATCH) {
             if self.deadline_near() {
@@ -536,7 +568,14 @@ async fn finish(app: &App, job_id: Uuid, unit_key: &str, status: &UnitStatus) ->
 async fn after_unit_end(app: &App, job_id: Uuid, unit_key: &str) -> Result<(), AppError> {
     app.jobs.release_lease(unit_key, job_id).await?;
     if let Some(job) = app.jobs.complete_if_done(job_id, now()).await? {
-        tracing::info!(%job_id, status = job.overall_status.as_str(), abort = job.abort, "synchronization job ended");
+        let progress = job.progress;
+        let seconds = job
+            .completed_at
+            .map_or(0, |end| (end - job.created_at).num_seconds());
+        tracing::info!(%job_id, status = job.overall_status.as_str(), abort = job.abort,
+            units = progress.units_total, units_failed = progress.units_failed,
+            keys_synced = progress.keys_synced, keys_gone = progress.keys_gone, seconds,
+            "synchronization job ended");
     }
     Ok(())
 }
