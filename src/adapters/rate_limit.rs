@@ -126,22 +126,23 @@ impl TokenBucket {
             });
     }
 
-    /// Waits until a request may go out, and counts it.
+    /// Waits until a request may go out, and counts it. A timer that wakes late (tokio's tick is 1 ms, the
+    /// wait at 500/s is 2 ms) leaves its extra time in the bucket, so the rate is kept, not rounded down.
     pub async fn acquire(&self) {
         let mut bucket = self.bucket.lock().await;
-        let rate = self.rate();
-        let now = Instant::now();
-        bucket.tokens =
-            (bucket.tokens + now.duration_since(bucket.last).as_secs_f64() * rate).min(rate);
-        bucket.last = now;
-        if bucket.tokens < 1.0 {
-            let wait = (1.0 - bucket.tokens) / rate;
-            sleep(Duration::from_secs_f64(wait)).await;
-            bucket.tokens = 1.0;
-            bucket.last = Instant::now();
+        loop {
+            let rate = self.rate();
+            let now = Instant::now();
+            bucket.tokens =
+                (bucket.tokens + now.duration_since(bucket.last).as_secs_f64() * rate).min(rate);
+            bucket.last = now;
+            if bucket.tokens >= 1.0 {
+                bucket.tokens -= 1.0;
+                self.calls.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            sleep(Duration::from_secs_f64((1.0 - bucket.tokens) / rate)).await;
         }
-        bucket.tokens -= 1.0;
-        self.calls.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A call went through: the rate climbs back towards the allowed rate.
