@@ -76,7 +76,8 @@ def aws_env(sim):
         if name.startswith("AWS_"):
             del env[name]
     env.update({
-        "AWS_ENDPOINT_URL_KMS": sim.endpoint, "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_KMS": sim.endpoint, "AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API": sim.endpoint,
+        "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": "bench", "AWS_EC2_METADATA_DISABLED": "true",
     })
     return env
@@ -152,7 +153,7 @@ def custodian(sim, keys):
         policy.write_text(CUSTODIAN_POLICY)
         start = time.time()
         subprocess.run([str(peer_python().parent / "custodian"), "run", "--cache-period", "0", "-s",
-                        str(Path(work) / "out"), "-r", REGIONS[0], "--account-id", ACCOUNT, str(policy)],
+                        str(Path(work) / "out"), "-r", REGIONS[0], str(policy)],
                        env=aws_env(sim), capture_output=True, text=True, check=True)
         seconds = time.time() - start
     described = sim.stats()["calls"].get("DescribeKey", 0)

@@ -7,7 +7,7 @@ use crate::domain::key::{KeyDetails, KeyRecord};
 use crate::domain::kms::KmsResource;
 use crate::domain::time::Timestamp;
 use async_trait::async_trait;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use thiserror::Error;
 use uuid::Uuid;
@@ -92,6 +92,8 @@ pub trait JobStore: Send + Sync {
     ) -> Result<LeaseRenewal, AppError>;
     /// Gives the lease of a unit back if `job_id` still holds it; a lease another job holds is left alone.
     async fn release_lease(&self, unit_key: &str, job_id: Uuid) -> Result<(), AppError>;
+    /// Every key id the recorded pages of a unit saw, sorted.
+    async fn seen(&self, job_id: Uuid, unit_key: &str) -> Result<Vec<Uuid>, AppError>;
 }
 
 /// What `renew_lease` found.
@@ -110,9 +112,20 @@ pub struct PageRecord {
     pub pages_done: u64,
     pub next_marker: Option<String>,
     pub keys: u64,
+    /// The ids of the page's keys, kept with the page so that the unit's gone sweep knows what this job
+    /// saw without holding it in memory across deliveries.
+    pub seen: Vec<Uuid>,
 }
 
-/// What a unit needs to know of a stored key to keep `createdAt` and find the candidates of its gone sweep.
+/// What the sync needs to know of a stored key before it writes the key again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredState {
+    pub created_at: Timestamp,
+    pub content_hash: Option<String>,
+    pub gone: bool,
+}
+
+/// What a unit's gone sweep needs to know of a stored key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredKeyStub {
     pub id: Uuid,
@@ -195,8 +208,15 @@ pub trait KeyStore: Send + Sync {
     async fn get(&self, id: Uuid) -> Result<Option<KeyRecord>, AppError>;
     /// Removes our record; false when there was none.
     async fn delete(&self, id: Uuid) -> Result<bool, AppError>;
-    /// The stored keys of one `"<account>/<region>"`, read from the key index, reduced to their stubs.
-    async fn unit_stubs(&self, unit_key: &str) -> Result<Vec<StoredKeyStub>, AppError>;
+    /// What is stored of these keys (those that are), read by key.
+    async fn stored_states(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, StoredState>, AppError>;
+    /// Hands each stored key of one `"<account>/<region>"` to `visit`, reduced to its stub, as the key
+    /// index's pages arrive, so that no caller holds them all.
+    async fn for_each_stub(
+        &self,
+        unit_key: &str,
+        visit: &mut (dyn FnMut(StoredKeyStub) + Send),
+    ) -> Result<(), AppError>;
     /// Writes what a refresh read of one key, except the sync's own stamp (`last_seen_job`) and `createdAt`;
     /// `NotFound` when the record was deleted meanwhile.
     async fn update_from_refresh(&self, key: &KeyRecord) -> Result<(), AppError>;

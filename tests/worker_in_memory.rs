@@ -395,6 +395,7 @@ async fn a_redelivery_after_the_last_page_ends_the_unit_without_counting_again()
         pages_done: 0,
         next_marker: None,
         keys: 3,
+        seen: Vec::new(),
     };
     assert!(
         entry

@@ -72,6 +72,8 @@ impl KmsRegistry for MemoryKmsRegistry {
 struct StoredJob {
     job: Job,
     units: HashMap<String, UnitProgress>,
+    /// The key ids each recorded page saw, by unit and page.
+    seen: HashMap<String, BTreeMap<u64, Vec<Uuid>>>,
 }
 
 #[derive(Default)]
@@ -124,6 +126,7 @@ impl JobStore for MemoryJobStore {
             StoredJob {
                 job: job.clone(),
                 units,
+                seen: HashMap::new(),
             },
         );
         Ok(())
@@ -198,11 +201,10 @@ impl JobStore for MemoryJobStore {
         _now: Timestamp,
     ) -> Result<bool, AppError> {
         let mut state = lock(&self.state);
-        let Some(unit) = state
-            .jobs
-            .get_mut(&job_id)
-            .and_then(|s| s.units.get_mut(unit_key))
-        else {
+        let Some(stored) = state.jobs.get_mut(&job_id) else {
+            return Ok(false);
+        };
+        let Some(unit) = stored.units.get_mut(unit_key) else {
             return Ok(false);
         };
         if unit.status.is_final() || unit.pages_done != page.pages_done {
@@ -211,6 +213,11 @@ impl JobStore for MemoryJobStore {
         unit.pages_done += 1;
         unit.marker = page.next_marker;
         unit.keys_synced += page.keys;
+        stored
+            .seen
+            .entry(unit_key.to_string())
+            .or_default()
+            .insert(page.pages_done, page.seen);
         Ok(true)
     }
 
@@ -282,6 +289,18 @@ impl JobStore for MemoryJobStore {
             }
             other => Ok(LeaseRenewal::Lost(other.map(|(holder, _)| *holder))),
         }
+    }
+
+    async fn seen(&self, job_id: Uuid, unit_key: &str) -> Result<Vec<Uuid>, AppError> {
+        let state = lock(&self.state);
+        let mut seen: Vec<Uuid> = state
+            .jobs
+            .get(&job_id)
+            .and_then(|stored| stored.seen.get(unit_key))
+            .map(|pages| pages.values().flatten().copied().collect())
+            .unwrap_or_default();
+        seen.sort_unstable();
+        Ok(seen)
     }
 
     async fn release_lease(&self, unit_key: &str, job_id: Uuid) -> Result<(), AppError> {
@@ -366,12 +385,34 @@ impl KeyStore for MemoryKeyStore {
         Ok(lock(&self.keys).remove(&id).is_some())
     }
 
-    async fn unit_stubs(&self, unit_key: &str) -> Result<Vec<StoredKeyStub>, AppError> {
-        Ok(lock(&self.keys)
+    async fn stored_states(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, StoredState>, AppError> {
+        let keys = lock(&self.keys);
+        Ok(ids
+            .iter()
+            .filter_map(|id| keys.get(id))
+            .map(|k| {
+                let state = StoredState {
+                    created_at: k.created_at,
+                    content_hash: k.content_hash.clone(),
+                    gone: k.gone,
+                };
+                (k.id, state)
+            })
+            .collect())
+    }
+
+    async fn for_each_stub(
+        &self,
+        unit_key: &str,
+        visit: &mut (dyn FnMut(StoredKeyStub) + Send),
+    ) -> Result<(), AppError> {
+        let stubs: Vec<StoredKeyStub> = lock(&self.keys)
             .values()
             .filter(|k| k.unit == unit_key)
             .map(stub_of)
-            .collect())
+            .collect();
+        stubs.into_iter().for_each(visit);
+        Ok(())
     }
 
     async fn update_from_refresh(&self, key: &KeyRecord) -> Result<(), AppError> {

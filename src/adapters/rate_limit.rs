@@ -73,12 +73,18 @@ struct Bucket {
     last: Instant,
 }
 
+/// The most a bucket holds: a tenth of a second at `rate`, and at least one request.
+fn burst(rate: f64) -> f64 {
+    (rate / 10.0).max(1.0)
+}
+
 /// The rate never falls below this share of the allowed rate, so a unit always moves.
 const MIN_RATE_SHARE: f64 = 0.05;
 /// Each call that goes through gives back this share of the allowed rate after a throttle.
 const RECOVERY_PER_CALL: f64 = 0.002;
 
-/// One token bucket: up to `allowed` requests per second, bursting to one second's worth.
+/// One token bucket: up to `allowed` requests per second. It holds a tenth of a second's worth at most, so
+/// that no second ever sees more than 1.1 times the allowed rate (a full second's burst would double it).
 pub struct TokenBucket {
     allowed: f64,
     /// The rate in force, as f64 bits: `allowed`, or less after a throttle.
@@ -95,7 +101,7 @@ impl TokenBucket {
             allowed,
             rate: AtomicU64::new(allowed.to_bits()),
             bucket: AsyncMutex::new(Bucket {
-                tokens: allowed,
+                tokens: burst(allowed),
                 last: Instant::now(),
             }),
             calls: AtomicU64::new(0),
@@ -133,8 +139,8 @@ impl TokenBucket {
         loop {
             let rate = self.rate();
             let now = Instant::now();
-            bucket.tokens =
-                (bucket.tokens + now.duration_since(bucket.last).as_secs_f64() * rate).min(rate);
+            bucket.tokens = (bucket.tokens + now.duration_since(bucket.last).as_secs_f64() * rate)
+                .min(burst(rate));
             bucket.last = now;
             if bucket.tokens >= 1.0 {
                 bucket.tokens -= 1.0;
@@ -218,23 +224,23 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn a_bucket_lets_a_burst_through_then_paces_to_its_rate() {
-        let bucket = TokenBucket::new(10.0);
+    async fn a_bucket_lets_a_tenth_of_a_second_through_then_paces_to_its_rate() {
+        let bucket = TokenBucket::new(100.0);
         let start = Instant::now();
         for _ in 0..10 {
             bucket.acquire().await;
         }
         assert!(
             start.elapsed() < Duration::from_millis(1),
-            "the first second's worth is a burst"
+            "a tenth of a second's worth goes at once"
         );
-        for _ in 0..10 {
+        for _ in 0..100 {
             bucket.acquire().await;
         }
         let paced = start.elapsed();
         assert!(
-            paced >= Duration::from_millis(900) && paced <= Duration::from_millis(1100),
-            "{paced:?}"
+            paced >= Duration::from_millis(990) && paced <= Duration::from_millis(1010),
+            "110 calls at 100/s: {paced:?}"
         );
     }
 

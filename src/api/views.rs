@@ -81,8 +81,11 @@ pub fn key(tenancy: &Tenancy, key: &KeyRecord) -> Value {
     let mut fields = identity(tenancy, "aws-key", &key.id.to_string());
     if let Ok(Value::Object(record)) = serde_json::to_value(key) {
         for (name, value) in record {
-            // Index attributes are ours, not part of the CCKM object.
-            if !matches!(name.as_str(), "unit" | "arn" | "last_seen_job") {
+            // Index attributes and sync bookkeeping are ours, not part of the CCKM object.
+            if !matches!(
+                name.as_str(),
+                "unit" | "arn" | "last_seen_job" | "content_hash"
+            ) {
                 fields.insert(name, value);
             }
         }

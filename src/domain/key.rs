@@ -122,8 +122,12 @@ pub struct KeyRecord {
     pub unit: String,
     /// The ARN again at top level: the key index's sort key.
     pub arn: String,
-    /// The job that saw the key last; a finished unit flags gone what its job did not see.
+    /// The job that wrote the key last; a unit's gone sweep never overrules a newer writer's stamp.
     pub last_seen_job: Option<Uuid>,
+    /// The fingerprint of what was read from AWS (`KeyRecord::fingerprint`): a resync writes a key again
+    /// only when it changed. None on records written before fingerprints.
+    #[serde(default)]
+    pub content_hash: Option<String>,
 }
 
 /// Where a read key belongs: which KMS resource and job found it, and when.
@@ -161,7 +165,37 @@ impl KeyRecord {
             last_seen_job: seen.job_id,
             sync_errors: details.read_errors,
             aws_param: param,
+            content_hash: None,
         }
+        .fingerprinted()
+    }
+
+    /// A fingerprint of what the sync read from AWS for this key and where it belongs: everything but the
+    /// timestamps and the sync's own bookkeeping (FNV-1a over the canonical JSON, whose maps are sorted).
+    pub fn fingerprint(&self) -> String {
+        let content = serde_json::json!([
+            self.kms_id,
+            self.kms,
+            self.region,
+            self.cloud_name,
+            self.key_type,
+            self.key_material_origin,
+            self.labels,
+            self.aws_param,
+            self.sync_errors,
+        ]);
+        let hash = content
+            .to_string()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+        format!("{hash:016x}")
+    }
+
+    fn fingerprinted(mut self) -> KeyRecord {
+        self.content_hash = Some(self.fingerprint());
+        self
     }
 }
 
@@ -185,6 +219,40 @@ mod tests {
         let arn = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
         assert_eq!(key_id_of_arn(arn), "1234abcd-12ab-34cd-56ef-1234567890ab");
         assert_eq!(key_id_of_arn("not-an-arn"), "not-an-arn");
+    }
+
+    #[test]
+    fn the_fingerprint_follows_what_aws_said_not_when_we_read_it() {
+        let details = KeyDetails {
+            aws_param: AwsParam {
+                key_id: "k".into(),
+                arn: "arn:aws:kms:us-east-1:111122223333:key/k".into(),
+                ..AwsParam::default()
+            },
+            read_errors: BTreeMap::new(),
+        };
+        let at = |seconds| chrono::DateTime::from_timestamp(seconds, 0).unwrap();
+        let seen = |now| Sighting {
+            kms_id: Uuid::nil(),
+            kms_name: "k",
+            region: "us-east-1",
+            job_id: Some(Uuid::new_v4()),
+            now,
+            first_stored: None,
+        };
+        let first = KeyRecord::from_details(details.clone(), seen(at(1)));
+        let again = KeyRecord::from_details(details.clone(), seen(at(2)));
+        assert_eq!(first.content_hash, again.content_hash);
+        assert_eq!(first.content_hash.as_deref().map(str::len), Some(16));
+        let mut tagged = details;
+        tagged.aws_param.tags = Some(vec![Tag {
+            key: "env".into(),
+            value: "prod".into(),
+        }]);
+        assert_ne!(
+            KeyRecord::from_details(tagged, seen(at(1))).content_hash,
+            first.content_hash
+        );
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub struct Delivered<'a> {
     pub job_id: Uuid,
     pub unit_key: &'a str,
     pub keys: u64,
+    /// Keys written to the store: the others had not changed.
+    pub written: u64,
     pub elapsed: Duration,
     pub outcome: &'a str,
     pub report: SourceReport,
@@ -31,6 +33,7 @@ pub fn document(delivered: &Delivered<'_>, timestamp_ms: i64) -> Value {
     };
     let mut metrics = vec![
         metric("Keys".into(), "Count", json!(delivered.keys)),
+        metric("KeysWritten".into(), "Count", json!(delivered.written)),
         metric(
             "DurationMs".into(),
             "Milliseconds",
@@ -82,6 +85,7 @@ mod tests {
             job_id: Uuid::nil(),
             unit_key: "111122223333/us-east-1",
             keys: 1000,
+            written: 10,
             elapsed: Duration::from_secs(2),
             outcome: "done",
             report: SourceReport {

@@ -23,7 +23,7 @@ use crate::ports::{
     StoredKeyStub, Verdict,
 };
 use futures::stream::{self, StreamExt, TryStreamExt};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -66,6 +66,7 @@ pub async fn run(app: &App, item: &WorkItem, attempt: u32, deadline: Timestamp) 
         deadline,
         progress: 0,
         keys: 0,
+        written: 0,
         source: None,
     };
     let outcome = deliver(&mut delivery, attempt).await;
@@ -74,6 +75,7 @@ pub async fn run(app: &App, item: &WorkItem, attempt: u32, deadline: Timestamp) 
             job_id: item.job_id,
             unit_key: &delivery.unit_key,
             keys: delivery.keys,
+            written: delivery.written,
             elapsed: started.elapsed(),
             outcome: match outcome {
                 Outcome::Done => "done",
@@ -111,8 +113,9 @@ struct Delivery<'a> {
     deadline: Timestamp,
     /// Pages recorded and sweep verdicts written by this delivery: progress that resets the failure budget.
     progress: u64,
-    /// Keys this delivery stored.
+    /// Keys this delivery read and recorded, and those of them it wrote (the others had not changed).
     keys: u64,
+    written: u64,
     /// The key source, once opened: its report goes into the delivery's metrics.
     source: Option<Arc<dyn KeySource>>,
 }
@@ -168,34 +171,24 @@ impl Delivery<'_> {
                 self.item.kms_id
             )))
         })?;
-        let stored: HashMap<String, StoredKeyStub> = app
-            .keys
-            .unit_stubs(&self.unit_key)
-            .await?
-            .into_iter()
-            .map(|stub| (stub.arn.clone(), stub))
-            .collect();
-        let unit = UnitContext {
-            kms: &kms,
-            stored: &stored,
-        };
+        let unit = UnitContext { kms: &kms };
         // Pages recorded and no marker left: every page is in and only the ending was lost (a redelivery),
         // or the sweep goes on. The source is opened only when there is something to ask AWS.
         let listed_all = progress.pages_done > 0 && progress.marker.is_none();
-        let (source, seen) = if listed_all {
-            (None, HashSet::new())
+        let source = if listed_all {
+            None
         } else {
             let source = Source::open(app, &kms, &self.item.region).await?;
             self.source = Some(source.keys.clone());
-            let pages = self
+            let listed = self
                 .pages(&unit, &source, progress.pages_done, progress.marker)
                 .await?;
-            match pages {
-                Some(seen) => (Some(source), seen),
-                None => return Ok(()),
+            if !listed {
+                return Ok(());
             }
+            Some(source)
         };
-        if self.sweep_gone(&job, &unit, source, &seen).await? {
+        if self.sweep_gone(&job, &unit, source).await? {
             Err(Stop::End(UnitStatus::Succeeded))
         } else {
             self.continue_at_deadline(None).await
@@ -245,47 +238,47 @@ impl Delivery<'_> {
     }
 
     /// Reads and stores page after page from `pages_done`/`marker`, reading the next page while the last
-    /// one is written and recorded. Some(ARNs seen) after the last page; None when the rest goes on in a
-    /// new message because the invocation's deadline is near, or the unit ended meanwhile.
+    /// one is written and recorded. True after the last page; false when the rest goes on in a new message
+    /// because the invocation's deadline is near, or the unit ended meanwhile.
     async fn pages(
         &mut self,
         unit: &UnitContext<'_>,
         source: &Source,
         mut pages_done: u64,
         marker: Option<String>,
-    ) -> Result<Option<HashSet<String>>, Stop> {
-        let mut seen = HashSet::new();
+    ) -> Result<bool, Stop> {
         let mut page = self.read_next(unit, source, marker.as_deref()).await?;
         loop {
             let record = PageRecord {
                 pages_done,
                 next_marker: page.next_marker.clone(),
                 keys: page.records.len() as u64,
+                seen: page.records.iter().map(|r| r.id).collect(),
             };
             // The next page is read only if there is time to store it in this invocation.
             let read_ahead = page
                 .next_marker
                 .as_deref()
                 .filter(|_| !self.deadline_near());
-            let (stored, next) = tokio::join!(self.store(&page.records, &record), async {
+            let (stored, next) = tokio::join!(self.store(page.records, &record), async {
                 match read_ahead {
                     Some(marker) => Some(self.read_next(unit, source, Some(marker)).await),
                     None => None,
                 }
             });
-            if !stored? {
-                return Ok(None);
-            }
+            let Some(written) = stored? else {
+                return Ok(false);
+            };
             self.progress += 1;
-            self.keys += page.records.len() as u64;
+            self.keys += record.keys;
+            self.written += written;
             pages_done += 1;
-            seen.extend(page.records.iter().map(|r| r.arn.clone()));
             let Some(marker) = page.next_marker else {
-                return Ok(Some(seen));
+                return Ok(true);
             };
             let Some(next) = next else {
                 self.continue_at_deadline(Some(marker)).await?;
-                return Ok(None);
+                return Ok(false);
             };
             check_abort(self.app, self.item.job_id).await?;
             page = next?;
@@ -311,20 +304,34 @@ impl Delivery<'_> {
         })
     }
 
-    /// Writes a page's keys, records the page and renews the lease; false when the unit ended meanwhile.
-    async fn store(&self, records: &[KeyRecord], record: &PageRecord) -> Result<bool, Stop> {
+    /// Writes the page's keys that changed (a key keeps its `createdAt`; one whose fingerprint matches what
+    /// is stored, and that is not flagged gone, is not written again), records the page with the ids it
+    /// saw and renews the lease. Some(keys written); None when the unit ended meanwhile.
+    async fn store(
+        &self,
+        mut records: Vec<KeyRecord>,
+        record: &PageRecord,
+    ) -> Result<Option<u64>, Stop> {
         let (app, job_id) = (self.app, self.item.job_id);
-        app.keys.put_all(records).await?;
+        let stored = app.keys.stored_states(&record.seen).await?;
+        records.retain_mut(|key| match stored.get(&key.id) {
+            Some(state) => {
+                key.created_at = state.created_at;
+                state.gone || state.content_hash != key.content_hash
+            }
+            None => true,
+        });
+        app.keys.put_all(&records).await?;
         if !app
             .jobs
             .record_page(job_id, &self.unit_key, record.clone(), now())
             .await?
             && !self.recorded_by_us(record).await?
         {
-            return Ok(false);
+            return Ok(None);
         }
         self.hold_lease().await?;
-        Ok(true)
+        Ok(Some(records.len() as u64))
     }
 
     /// Reads one page's keys, giving up when a third of the deadline margin is all that is left of the
@@ -368,17 +375,18 @@ impl Delivery<'_> {
         )))
     }
 
-    /// Every page is in: each stored key of the unit that this job did not see, and whose record no newer
-    /// reader stamped, is asked of AWS. Gone there: flagged. Still there (a listing can miss a key when one
-    /// before it is deleted mid-sync): stored as seen. A key AWS refuses to describe stays undecided.
-    /// True when the sweep is over (or the unit ended meanwhile); false when the deadline is near, and the
-    /// rest of the sweep goes on in a new message (what is decided is no longer a candidate then).
+    /// Every page is in: each stored key of the unit that this job's pages did not see (the ids kept with
+    /// each page record), and whose record no newer reader stamped, is asked of AWS. Gone there: flagged.
+    /// Still there (a listing can miss a key when one before it is deleted mid-sync): stored as seen. A key
+    /// AWS refuses to describe stays undecided. Only the seen ids (16 bytes a key) and the candidates are
+    /// held; the stored keys stream from the index. True when the sweep is over (or the unit ended
+    /// meanwhile); false when the deadline is near, and the rest goes on in a new message (what is decided
+    /// is no longer a candidate then).
     async fn sweep_gone(
         &mut self,
         job: &Job,
         unit: &UnitContext<'_>,
         source: Option<Source>,
-        seen: &HashSet<String>,
     ) -> Result<bool, Stop> {
         let app = self.app;
         let sweep = GoneSweep {
@@ -386,11 +394,16 @@ impl Delivery<'_> {
             job_started: job.created_at,
             unit_key: self.unit_key.clone(),
         };
-        let candidates: Vec<&StoredKeyStub> = unit
-            .stored
-            .values()
-            .filter(|stub| sweep.may_decide(stub) && !seen.contains(&stub.arn))
-            .collect();
+        let seen = app.jobs.seen(job.id, &self.unit_key).await?;
+        let mut candidates = Vec::new();
+        app.keys
+            .for_each_stub(&self.unit_key, &mut |stub| {
+                if sweep.may_decide(&stub) && seen.binary_search(&stub.id).is_err() {
+                    candidates.push(stub);
+                }
+            })
+            .await?;
+        drop(seen);
         if candidates.is_empty() {
             return Ok(true);
         }
@@ -444,11 +457,9 @@ impl Delivery<'_> {
             Some(details) => {
                 tracing::warn!(job_id = %self.item.job_id, unit = self.unit_key, arn = stub.arn,
                     "a live key was missing from the listing; stored as seen");
-                Some(Verdict::Live(Box::new(unit.record(
-                    self.item,
-                    details,
-                    now(),
-                ))))
+                let mut record = unit.record(self.item, details, now());
+                record.created_at = stub.created_at;
+                Some(Verdict::Live(Box::new(record)))
             }
         })
     }
@@ -485,8 +496,6 @@ struct ReadPage {
 /// What every key record of the unit needs.
 struct UnitContext<'a> {
     kms: &'a KmsResource,
-    /// What we stored for this unit before: keeps `createdAt`, and names the sweep's candidates.
-    stored: &'a HashMap<String, StoredKeyStub>,
 }
 
 impl UnitContext<'_> {
@@ -497,10 +506,8 @@ impl UnitContext<'_> {
             region: &item.region,
             job_id: Some(item.job_id),
             now: at,
-            first_stored: self
-                .stored
-                .get(&details.aws_param.arn)
-                .map(|stub| stub.created_at),
+            // `store` keeps what is stored.
+            first_stored: None,
         };
         KeyRecord::from_details(details, sighting)
     }

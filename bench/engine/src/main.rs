@@ -5,20 +5,21 @@
 //! the messages of one SQS batch.
 //!
 //! usage: engine-bench <account> <regions, comma-separated> <rate share> <current|legacy> [memory|sink]
-//! `sink` keeps no key (see `sink.rs`): the run that measures the engine's own peak memory.
+//! `memory` syncs twice (the second time nothing changed, and nothing should be written); `sink` keeps no
+//! key (see `counting.rs`): the run that measures the engine's own peak memory.
 
-mod sink;
+mod counting;
 
 use cckm_aws_sync::adapters::kms::AwsKeySourceFactory;
 use cckm_aws_sync::adapters::rate_limit::{Quotas, RateLimits};
-use cckm_aws_sync::app::App;
+use cckm_aws_sync::app::{App, MemoryParts};
 use cckm_aws_sync::domain::job::WorkItem;
 use cckm_aws_sync::domain::kms::KmsResource;
 use cckm_aws_sync::domain::sync_request::SyncRequest;
 use cckm_aws_sync::worker::unit;
+use counting::CountingKeyStore;
 use futures::future::join_all;
 use serde_json::json;
-use sink::SinkKeyStore;
 use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
@@ -47,12 +48,12 @@ async fn main() {
     };
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let (mut app, parts) = App::in_memory(account, 1000);
-    let sink = Arc::new(SinkKeyStore::default());
-    match store {
-        "memory" => {}
-        "sink" => app.keys = sink.clone(),
+    let counting = Arc::new(CountingKeyStore::new(match store {
+        "memory" => Some(app.keys.clone()),
+        "sink" => None,
         _ => usage(),
-    }
+    }));
+    app.keys = counting.clone();
     app.source = Arc::new(AwsKeySourceFactory::new(sdk, share, quotas));
     app.sync.rate_share = share;
     app.sync.quotas = quotas;
@@ -71,12 +72,56 @@ async fn main() {
         eprintln!("engine-bench: {err}");
         std::process::exit(1);
     }
+    let first = sync(&app, &parts).await;
+    let written = counting.take_written();
+    // With keys kept, the same sync again: nothing changed in AWS, so nothing should be written.
+    let resync = if store == "memory" {
+        Some(sync(&app, &parts).await)
+    } else {
+        None
+    };
+    let keys = app.keys.list(None).await.unwrap_or_default();
+    let failed_keys = keys.iter().filter(|k| !k.sync_errors.is_empty()).count();
+    let allowed = RateLimits::new(share, quotas).keys_per_second();
+    let per_unit = first.keys as f64 / regions.len() as f64 / first.seconds;
+    println!(
+        "{}",
+        json!({
+            "status": first.status,
+            "store": store,
+            "keys": first.keys,
+            "units": regions.len(),
+            "deliveries": first.deliveries,
+            "seconds": first.seconds,
+            "keys_per_second_per_unit": per_unit,
+            "allowed_keys_per_second_per_unit": allowed,
+            "achieved_of_allowed": per_unit / allowed,
+            "keys_with_sync_errors": failed_keys,
+            "key_writes_per_key": written as f64 / first.keys.max(1) as f64,
+            "resync_key_writes": resync.as_ref().map(|_| counting.take_written()),
+            "resync_status": resync.as_ref().map(|r| r.status),
+            "resync_seconds": resync.as_ref().map(|r| r.seconds),
+            "peak_rss_mb": peak_rss_mb(),
+        })
+    );
+}
+
+/// What one job did.
+struct Synced {
+    status: Option<&'static str>,
+    keys: u64,
+    deliveries: usize,
+    seconds: f64,
+}
+
+/// Starts a job over the bench resource and delivers its work until none is left.
+async fn sync(app: &App, parts: &MemoryParts) -> Synced {
     let request = SyncRequest::Named {
         kms: vec!["bench".into()],
         regions: vec![],
     };
     let started = Instant::now();
-    let job = match cckm_aws_sync::service::jobs::start(&app, request).await {
+    let job = match cckm_aws_sync::service::jobs::start(app, request).await {
         Ok(job) => job,
         Err(err) => {
             eprintln!("engine-bench: {err}");
@@ -104,28 +149,12 @@ async fn main() {
     }
     let seconds = started.elapsed().as_secs_f64();
     let job = app.jobs.get(job.id).await.ok().flatten();
-    let keys = app.keys.list(None).await.unwrap_or_default();
-    let failed_keys = keys.iter().filter(|k| !k.sync_errors.is_empty()).count();
-    let synced = job.as_ref().map_or(0, |j| j.progress.keys_synced);
-    let allowed = RateLimits::new(share, quotas).keys_per_second();
-    let per_unit = synced as f64 / regions.len() as f64 / seconds;
-    println!(
-        "{}",
-        json!({
-            "status": job.as_ref().map(|j| j.overall_status.as_str()),
-            "store": store,
-            "keys": synced,
-            "keys_stored": keys.len() as u64 + sink.written(),
-            "units": regions.len(),
-            "deliveries": deliveries,
-            "seconds": seconds,
-            "keys_per_second_per_unit": per_unit,
-            "allowed_keys_per_second_per_unit": allowed,
-            "achieved_of_allowed": per_unit / allowed,
-            "keys_with_sync_errors": failed_keys,
-            "peak_rss_mb": peak_rss_mb(),
-        })
-    );
+    Synced {
+        status: job.as_ref().map(|j| j.overall_status.as_str()),
+        keys: job.as_ref().map_or(0, |j| j.progress.keys_synced),
+        deliveries,
+        seconds,
+    }
 }
 
 /// The process's peak resident memory (`VmHWM`), in MB.

@@ -76,6 +76,13 @@ fn page<'a, T>(
     )
 }
 
+/// The three tags of every third key, with the field names of the API asked (KMS or tagging).
+fn tags_of(index: usize, key: &str, value: &str) -> Vec<Value> {
+    (0..3)
+        .map(|t| json!({key: format!("tag{t}"), value: format!("value{index}")}))
+        .collect()
+}
+
 fn paged(field: &str, items: Vec<Value>, next: Option<String>) -> Value {
     let mut answer = json!({field: items, "Truncated": next.is_some()});
     if let Some(next) = next {
@@ -163,9 +170,11 @@ impl Region {
             "DescribeKey" => Ok(json!({"KeyMetadata": self.metadata(self.key(body)?)})),
             "ListResourceTags" => {
                 let key = self.key(body)?;
-                let tags: Vec<Value> = (0..if key.index % 3 == 0 { 3 } else { 0 })
-                    .map(|t| json!({"TagKey": format!("tag{t}"), "TagValue": format!("value{}", key.index)}))
-                    .collect();
+                let tags = if key.index % 3 == 0 {
+                    tags_of(key.index, "TagKey", "TagValue")
+                } else {
+                    Vec::new()
+                };
                 let (tags, next) = page(&tags, body, 50, 50);
                 Ok(paged("Tags", tags.to_vec(), next))
             }
@@ -186,6 +195,28 @@ impl Region {
                         Ok(answer)
                     }
                 }
+            }
+            "GetResources" => {
+                let tagged: Vec<Value> = self
+                    .keys
+                    .iter()
+                    .filter(|k| k.index % 3 == 0)
+                    .map(
+                        |k| json!({"ResourceARN": k.arn, "Tags": tags_of(k.index, "Key", "Value")}),
+                    )
+                    .collect();
+                let start = body["PaginationToken"]
+                    .as_str()
+                    .and_then(|t| t.parse::<usize>().ok())
+                    .unwrap_or(0)
+                    .min(tagged.len());
+                let end = (start + 100).min(tagged.len());
+                let token = if end < tagged.len() {
+                    end.to_string()
+                } else {
+                    String::new()
+                };
+                Ok(json!({"ResourceTagMappingList": tagged[start..end], "PaginationToken": token}))
             }
             "GetKeyPolicy" => {
                 let key = self.key(body)?;

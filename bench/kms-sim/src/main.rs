@@ -1,6 +1,7 @@
 //! A KMS simulator for benchmarks, not a product component. It speaks the AWS JSON protocol of the six
 //! reads the sync makes (ListKeys, ListAliases, DescribeKey, ListResourceTags, GetKeyRotationStatus,
-//! GetKeyPolicy) with real paging, a configurable answer time, and a request quota per (account, region,
+//! GetKeyPolicy), and the Resource Groups Tagging API's GetResources that Cloud Custodian reads tags
+//! with (`AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API`), with real paging, a configurable answer time, and a request quota per (account, region,
 //! operation): a call over the quota gets `ThrottlingException`, as KMS answers. It generates N keys per
 //! account and region with a realistic mix, and counts calls and throttles per operation (`GET /stats`,
 //! `POST /stats/reset`). Clients reach it through `AWS_ENDPOINT_URL_KMS`; everything else stays on moto.
@@ -118,9 +119,11 @@ impl Simulator {
                 .unwrap_or_default()
                 .to_string()
         };
-        let operation = header("x-amz-target")
-            .strip_prefix("TrentService.")
-            .unwrap_or_default()
+        // `TrentService.<Operation>` for KMS, `ResourceGroupsTaggingAPI_20170126.GetResources` for tags.
+        let target = header("x-amz-target");
+        let operation = target
+            .rsplit_once('.')
+            .map_or("", |(_, operation)| operation)
             .to_string();
         let (access_key, region) = signer(&header("authorization"));
         let account = account_of(&access_key).unwrap_or_else(|| self.settings.account.clone());

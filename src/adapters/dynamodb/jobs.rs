@@ -2,8 +2,8 @@
 //! page is counted once, a unit ends once and a job ends once, whatever the races and redeliveries.
 
 use super::{
-    Item, all_pages, batch_put, condition_failed, from_item, n, s, store_error, to_item,
-    transaction_condition_failed,
+    Item, all_pages, batch_put, condition_failed, for_each_page, from_item, n, s, store_error,
+    to_item, transaction_condition_failed,
 };
 use crate::domain::AppError;
 use crate::domain::job::{Job, JobStatus, Progress, Unit, UnitEntry, UnitStatus};
@@ -11,7 +11,8 @@ use crate::domain::time::{Timestamp, format, rfc3339};
 use crate::ports::{JobStore, LeaseRenewal, PageRecord, UnitProgress};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -67,6 +68,13 @@ struct UnitItem {
 
 pub(super) fn job_pk(id: Uuid) -> String {
     format!("JOB#{id}")
+}
+
+/// How long the key ids a unit saw are kept: long past any unit's end.
+const SEEN_RETENTION_SECONDS: i64 = 7 * 86_400;
+
+fn seen_pk(job_id: Uuid, unit_key: &str) -> String {
+    format!("SEEN#{job_id}#{unit_key}")
 }
 
 pub(super) fn unit_sk(unit_key: &str) -> String {
@@ -440,15 +448,13 @@ impl JobStore for DynamoJobStore {
         job_id: Uuid,
         unit_key: &str,
         page: PageRecord,
-        _now: Timestamp,
+        now: Timestamp,
     ) -> Result<bool, AppError> {
         let marker = match &page.next_marker {
             Some(marker) => s(marker.clone()),
             None => AttributeValue::Null(true),
         };
-        let result = self
-            .client
-            .update_item()
+        let advance = Update::builder()
             .table_name(&self.table)
             .key("pk", s(job_pk(job_id)))
             .key("sk", s(unit_sk(unit_key)))
@@ -460,11 +466,27 @@ impl JobStore for DynamoJobStore {
             .expression_attribute_values(":marker", marker)
             .expression_attribute_values(":running", s("in_progress"))
             .expression_attribute_values(":done", n(page.pages_done))
+            .build();
+        // The page's key ids, 16 bytes each, in their own partition so that reading a job never reads them;
+        // gone with the TTL a week after.
+        let packed: Vec<u8> = page.seen.iter().flat_map(|id| *id.as_bytes()).collect();
+        let seen = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(seen_pk(job_id, unit_key)))
+            .item("sk", s(format!("PAGE#{:08}", page.pages_done)))
+            .item("ids", AttributeValue::B(Blob::new(packed)))
+            .item("expires_at", n(now.timestamp() + SEEN_RETENTION_SECONDS))
+            .build();
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(build(advance)?).build())
+            .transact_items(TransactWriteItem::builder().put(build(seen)?).build())
             .send()
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(err) if condition_failed(&err) => Ok(false),
+            Err(err) if transaction_condition_failed(&err) => Ok(false),
             Err(err) => Err(store_error("record page", err)),
         }
     }
@@ -616,6 +638,43 @@ impl JobStore for DynamoJobStore {
             )),
             Err(err) => Err(store_error("renew lease", err)),
         }
+    }
+
+    async fn seen(&self, job_id: Uuid, unit_key: &str) -> Result<Vec<Uuid>, AppError> {
+        let pk = seen_pk(job_id, unit_key);
+        let mut seen = Vec::new();
+        for_each_page(
+            |start| {
+                let pk = pk.clone();
+                async move {
+                    let output = self
+                        .client
+                        .query()
+                        .table_name(&self.table)
+                        .key_condition_expression("pk = :pk")
+                        .expression_attribute_values(":pk", s(pk))
+                        .consistent_read(true)
+                        .set_exclusive_start_key(start)
+                        .send()
+                        .await
+                        .map_err(|e| store_error("read the keys a unit saw", e))?;
+                    Ok((output.items.unwrap_or_default(), output.last_evaluated_key))
+                }
+            },
+            |items| {
+                for item in items {
+                    if let Some(AttributeValue::B(ids)) = item.get("ids") {
+                        seen.extend(ids.as_ref().chunks_exact(16).filter_map(|bytes| {
+                            <[u8; 16]>::try_from(bytes).ok().map(Uuid::from_bytes)
+                        }));
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        seen.sort_unstable();
+        Ok(seen)
     }
 
     async fn release_lease(&self, unit_key: &str, job_id: Uuid) -> Result<(), AppError> {

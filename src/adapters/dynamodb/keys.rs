@@ -8,16 +8,23 @@ use super::{
 use crate::domain::AppError;
 use crate::domain::key::KeyRecord;
 use crate::domain::time::{Timestamp, format};
-use crate::ports::{GoneSweep, KeyStore, Settled, StoredKeyStub, Verdict};
+use crate::ports::{GoneSweep, KeyStore, Settled, StoredKeyStub, StoredState, Verdict};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update,
+};
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::time::Duration;
 use uuid::Uuid;
 
 const UNIT_INDEX: &str = "by_unit";
+/// BatchGetItem takes at most 100 keys per call.
+const BATCH_GET_LIMIT: usize = 100;
+/// Rounds of asking again for `UnprocessedKeys` (backoff 50 ms doubling) before the read counts as failed.
+const BATCH_GET_ROUNDS: u32 = 8;
 /// Verdicts per transaction: with the unit's count, well under TransactWriteItems' 100 actions and 4 MB.
 const SWEEP_CHUNK: usize = 25;
 /// Retries of a sweep transaction that met another writer's transaction on one of its items.
@@ -27,6 +34,16 @@ const KEPT_BY_REFRESH: [&str; 3] = ["id", "createdAt", "last_seen_job"];
 /// `GoneSweep::may_decide`, on the record: not gone, not seen by the sweep's job, stamped before it started.
 const SWEEP_MAY_DECIDE: &str = "attribute_exists(id) AND gone = :no \
      AND (attribute_not_exists(last_seen_job) OR last_seen_job <> :job) AND synced_at < :started";
+
+#[derive(Deserialize)]
+struct StateItem {
+    id: Uuid,
+    #[serde(rename = "createdAt", with = "crate::domain::time::rfc3339")]
+    created_at: Timestamp,
+    #[serde(default)]
+    content_hash: Option<String>,
+    gone: bool,
+}
 
 #[derive(Deserialize)]
 struct StubItem {
@@ -225,31 +242,86 @@ impl KeyStore for DynamoKeyStore {
         Ok(output.attributes.is_some_and(|a| !a.is_empty()))
     }
 
-    async fn unit_stubs(&self, unit_key: &str) -> Result<Vec<StoredKeyStub>, AppError> {
-        let mut items = Vec::new();
+    async fn stored_states(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, StoredState>, AppError> {
+        let mut states = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(BATCH_GET_LIMIT) {
+            let keys = chunk
+                .iter()
+                .map(|id| Item::from([("id".to_string(), s(id.to_string()))]))
+                .collect();
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .projection_expression("id, createdAt, content_hash, gone")
+                    .build()
+                    .map_err(|e| AppError::internal("building a request", e))?,
+            );
+            let mut round = 0;
+            while let Some(request) = pending.take() {
+                if round == BATCH_GET_ROUNDS {
+                    return Err(AppError::Internal(format!(
+                        "dynamodb batch get: keys still unprocessed after {BATCH_GET_ROUNDS} rounds"
+                    )));
+                }
+                if round > 0 {
+                    tokio::time::sleep(Duration::from_millis(50 << (round - 1).min(6))).await;
+                }
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| store_error("read stored keys", e))?;
+                for item in output
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let state: StateItem = from_item(item)?;
+                    states.insert(
+                        state.id,
+                        StoredState {
+                            created_at: state.created_at,
+                            content_hash: state.content_hash,
+                            gone: state.gone,
+                        },
+                    );
+                }
+                pending = output
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys().is_empty());
+                round += 1;
+            }
+        }
+        Ok(states)
+    }
+
+    async fn for_each_stub(
+        &self,
+        unit_key: &str,
+        visit: &mut (dyn FnMut(StoredKeyStub) + Send),
+    ) -> Result<(), AppError> {
         self.query_unit(
             unit_key,
             Some("id, arn, createdAt, synced_at, gone, last_seen_job"),
             |batch| {
-                items.extend(batch);
+                for item in batch {
+                    let stub: StubItem = from_item(item)?;
+                    visit(StoredKeyStub {
+                        id: stub.id,
+                        arn: stub.arn,
+                        created_at: stub.created_at,
+                        synced_at: stub.synced_at,
+                        gone: stub.gone,
+                        last_seen_job: stub.last_seen_job,
+                    });
+                }
                 Ok(())
             },
         )
-        .await?;
-        items
-            .into_iter()
-            .map(|item| {
-                let stub: StubItem = from_item(item)?;
-                Ok(StoredKeyStub {
-                    id: stub.id,
-                    arn: stub.arn,
-                    created_at: stub.created_at,
-                    synced_at: stub.synced_at,
-                    gone: stub.gone,
-                    last_seen_job: stub.last_seen_job,
-                })
-            })
-            .collect()
+        .await
     }
 
     async fn update_from_refresh(&self, key: &KeyRecord) -> Result<(), AppError> {
