@@ -94,6 +94,24 @@ pub trait JobStore: Send + Sync {
     async fn release_lease(&self, unit_key: &str, job_id: Uuid) -> Result<(), AppError>;
     /// Every key id the recorded pages of a unit saw, sorted.
     async fn seen(&self, job_id: Uuid, unit_key: &str) -> Result<Vec<Uuid>, AppError>;
+    /// Claims a unit for one delivery until `until`, so that one delivery at a time works it, however many
+    /// worker instances hold a copy of its message (SQS delivers at least once). True when `delivery` holds
+    /// the claim now: it was free, lapsed before `now`, or already this delivery's.
+    async fn claim_unit(
+        &self,
+        job_id: Uuid,
+        unit_key: &str,
+        delivery: Uuid,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, AppError>;
+    /// Gives a delivery's claim up; a claim another delivery holds is left alone.
+    async fn release_claim(
+        &self,
+        job_id: Uuid,
+        unit_key: &str,
+        delivery: Uuid,
+    ) -> Result<(), AppError>;
 }
 
 /// What `renew_lease` found.

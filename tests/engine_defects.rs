@@ -125,6 +125,26 @@ impl JobStore for Faulty {
     async fn seen(&self, job_id: Uuid, unit_key: &str) -> Result<Vec<Uuid>, AppError> {
         self.inner.seen(job_id, unit_key).await
     }
+    async fn claim_unit(
+        &self,
+        job_id: Uuid,
+        unit_key: &str,
+        delivery: Uuid,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, AppError> {
+        self.inner
+            .claim_unit(job_id, unit_key, delivery, until, now)
+            .await
+    }
+    async fn release_claim(
+        &self,
+        job_id: Uuid,
+        unit_key: &str,
+        delivery: Uuid,
+    ) -> Result<(), AppError> {
+        self.inner.release_claim(job_id, unit_key, delivery).await
+    }
     async fn release_lease(&self, unit_key: &str, job_id: Uuid) -> Result<(), AppError> {
         if once(&self.faults.release_fails) {
             return Err(injected());

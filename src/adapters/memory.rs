@@ -80,6 +80,8 @@ struct StoredJob {
 struct JobState {
     jobs: HashMap<Uuid, StoredJob>,
     leases: HashMap<String, (Uuid, Timestamp)>,
+    /// The delivery working each (job, unit), and until when.
+    claims: HashMap<(Uuid, String), (Uuid, Timestamp)>,
 }
 
 #[derive(Default)]
@@ -289,6 +291,44 @@ impl JobStore for MemoryJobStore {
             }
             other => Ok(LeaseRenewal::Lost(other.map(|(holder, _)| *holder))),
         }
+    }
+
+    async fn claim_unit(
+        &self,
+        job_id: Uuid,
+        unit_key: &str,
+        delivery: Uuid,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, AppError> {
+        let mut state = lock(&self.state);
+        let claim = state
+            .claims
+            .entry((job_id, unit_key.to_string()))
+            .or_insert((delivery, until));
+        if claim.0 == delivery || claim.1 < now {
+            *claim = (delivery, until);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn release_claim(
+        &self,
+        job_id: Uuid,
+        unit_key: &str,
+        delivery: Uuid,
+    ) -> Result<(), AppError> {
+        let mut state = lock(&self.state);
+        let key = (job_id, unit_key.to_string());
+        if state
+            .claims
+            .get(&key)
+            .is_some_and(|(holder, _)| *holder == delivery)
+        {
+            state.claims.remove(&key);
+        }
+        Ok(())
     }
 
     async fn seen(&self, job_id: Uuid, unit_key: &str) -> Result<Vec<Uuid>, AppError> {
@@ -544,6 +584,8 @@ pub struct MemoryKeySource {
     regions: Arc<Mutex<HashMap<(String, String), RegionScript>>>,
     page_size: usize,
     read_delay: Arc<Mutex<std::time::Duration>>,
+    /// Keys read (DescribeKey and the rest, as one), over every opened source.
+    reads: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 #[derive(Default, Clone)]
@@ -602,6 +644,11 @@ impl MemoryKeySource {
         });
     }
 
+    /// Keys read so far, by every source this factory opened.
+    pub fn reads(&self) -> usize {
+        self.reads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Every key read takes this long, as a slow or rate-limited account would.
     pub fn slow_reads(&self, delay: std::time::Duration) {
         *lock(&self.read_delay) = delay;
@@ -614,6 +661,7 @@ struct MemoryRegion {
     page_size: usize,
     read_delay: std::time::Duration,
     pages_listed: std::sync::atomic::AtomicUsize,
+    reads: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl MemoryRegion {
@@ -671,6 +719,7 @@ impl KeySource for MemoryRegion {
         key: &ListedKey,
         aliases: &[String],
     ) -> Result<Option<KeyDetails>, SourceError> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if !self.read_delay.is_zero() {
             tokio::time::sleep(self.read_delay).await;
         }
@@ -699,6 +748,7 @@ impl KeySourceFactory for MemoryKeySource {
             page_size: self.page_size.max(1),
             read_delay: *lock(&self.read_delay),
             pages_listed: Default::default(),
+            reads: self.reads.clone(),
         }))
     }
 }

@@ -28,6 +28,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
+/// How long a delivery's claim on a unit lasts without renewal (it is renewed with every page, at most
+/// 30 s of reading at the allowed rate): how long a redelivery waits for a delivery that died.
+const CLAIM: Duration = Duration::from_secs(300);
 /// Candidates of the gone sweep asked of AWS, then written, at a time.
 const SWEEP_BATCH: usize = 25;
 /// The `read_errors` entry of a key that AWS refused to describe.
@@ -68,8 +71,20 @@ pub async fn run(app: &App, item: &WorkItem, attempt: u32, deadline: Timestamp) 
         keys: 0,
         written: 0,
         source: None,
+        id: Uuid::new_v4(),
+        claimed: false,
     };
     let outcome = deliver(&mut delivery, attempt).await;
+    if delivery.claimed
+        && let Err(err) = app
+            .jobs
+            .release_claim(item.job_id, &delivery.unit_key, delivery.id)
+            .await
+    {
+        // It lapses on its own (`CLAIM`); a redelivery waits that long at most.
+        tracing::warn!(job_id = %item.job_id, unit = delivery.unit_key, error = %err,
+            "could not give the unit's claim back");
+    }
     if let Some(report) = delivery.source.as_ref().and_then(|s| s.report()) {
         metrics::emit(&metrics::Delivered {
             job_id: item.job_id,
@@ -113,6 +128,9 @@ struct Delivery<'a> {
     deadline: Timestamp,
     /// Pages recorded and sweep verdicts written by this delivery: progress that resets the failure budget.
     progress: u64,
+    /// This delivery, as its claim on the unit names it; `claimed` once it may hold the claim.
+    id: Uuid,
+    claimed: bool,
     /// Keys this delivery read and recorded, and those of them it wrote (the others had not changed).
     keys: u64,
     written: u64,
@@ -164,7 +182,8 @@ impl Delivery<'_> {
         if job.abort {
             return Err(Stop::End(UnitStatus::Canceled));
         }
-        self.hold_lease().await?;
+        self.claimed = true;
+        self.hold().await?;
         let kms = app.kms.get(self.item.kms_id).await?.ok_or_else(|| {
             Stop::End(UnitStatus::Failed(format!(
                 "KMS resource '{}' is no longer registered",
@@ -212,6 +231,26 @@ impl Delivery<'_> {
 
     fn deadline_near(&self) -> bool {
         self.deadline - now() < chrono_duration(self.app.sync.deadline_margin)
+    }
+
+    /// Renews this job's lease of the unit and this delivery's claim on it: stops the unit when another
+    /// job took the lease over, and this delivery when another delivery of the job works the unit.
+    async fn hold(&self) -> Result<(), Stop> {
+        self.hold_lease().await?;
+        let at = now();
+        let until = at + chrono_duration(CLAIM);
+        if self
+            .app
+            .jobs
+            .claim_unit(self.item.job_id, &self.unit_key, self.id, until, at)
+            .await?
+        {
+            return Ok(());
+        }
+        Err(Stop::Overtaken(format!(
+            "another delivery is working unit {}",
+            self.unit_key
+        )))
     }
 
     /// Renews this job's lease of the unit; stops the unit when another job took it over.
@@ -330,7 +369,7 @@ impl Delivery<'_> {
         {
             return Ok(None);
         }
-        self.hold_lease().await?;
+        self.hold().await?;
         Ok(Some(records.len() as u64))
     }
 
@@ -419,6 +458,7 @@ impl Delivery<'_> {
             if self.deadline_near() {
                 return Ok(false);
             }
+            self.hold().await?;
             let verdicts: Vec<Option<Verdict>> = stream::iter(batch)
                 .map(|stub| self.verdict(&source, unit, stub))
                 .buffered(app.sync.key_concurrency.max(1))

@@ -640,6 +640,61 @@ impl JobStore for DynamoJobStore {
         }
     }
 
+    async fn claim_unit(
+        &self,
+        job_id: Uuid,
+        unit_key: &str,
+        delivery: Uuid,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, AppError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(job_id)))
+            .key("sk", s(unit_sk(unit_key)))
+            .update_expression("SET claim_holder = :delivery, claim_until = :until")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(claim_until) OR claim_until < :now \
+                 OR claim_holder = :delivery)",
+            )
+            .expression_attribute_values(":delivery", s(delivery.to_string()))
+            .expression_attribute_values(":until", n(until.timestamp_millis()))
+            .expression_attribute_values(":now", n(now.timestamp_millis()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if condition_failed(&err) => Ok(false),
+            Err(err) => Err(store_error("claim unit", err)),
+        }
+    }
+
+    async fn release_claim(
+        &self,
+        job_id: Uuid,
+        unit_key: &str,
+        delivery: Uuid,
+    ) -> Result<(), AppError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(job_id)))
+            .key("sk", s(unit_sk(unit_key)))
+            .update_expression("REMOVE claim_holder, claim_until")
+            .condition_expression("claim_holder = :delivery")
+            .expression_attribute_values(":delivery", s(delivery.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if condition_failed(&err) => Ok(()),
+            Err(err) => Err(store_error("release claim", err)),
+        }
+    }
+
     async fn seen(&self, job_id: Uuid, unit_key: &str) -> Result<Vec<Uuid>, AppError> {
         let pk = seen_pk(job_id, unit_key);
         let mut seen = Vec::new();
