@@ -276,9 +276,11 @@ impl Delivery<'_> {
         }
     }
 
-    /// Reads and stores page after page from `pages_done`/`marker`, reading the next page while the last
-    /// one is written and recorded. True after the last page; false when the rest goes on in a new message
-    /// because the invocation's deadline is near, or the unit ended meanwhile.
+    /// Reads and stores page after page from `pages_done`/`marker`. A reader lists the pages ahead and reads
+    /// their keys in one stream (`read_pages`), so that the next page's keys start while this page's last
+    /// keys are in flight; the pages are stored in order as they complete, while the reader goes on. True
+    /// after the last page; false when the rest goes on in a new message because the invocation's deadline
+    /// is near, or the unit ended meanwhile.
     async fn pages(
         &mut self,
         unit: &UnitContext<'_>,
@@ -286,61 +288,62 @@ impl Delivery<'_> {
         mut pages_done: u64,
         marker: Option<String>,
     ) -> Result<bool, Stop> {
-        let mut page = self.read_next(unit, source, marker.as_deref()).await?;
-        loop {
-            let record = PageRecord {
-                pages_done,
-                next_marker: page.next_marker.clone(),
-                keys: page.records.len() as u64,
-                seen: page.records.iter().map(|r| r.id).collect(),
-            };
-            // The next page is read only if there is time to store it in this invocation.
-            let read_ahead = page
-                .next_marker
-                .as_deref()
-                .filter(|_| !self.deadline_near());
-            let (stored, next) = tokio::join!(self.store(page.records, &record), async {
-                match read_ahead {
-                    Some(marker) => Some(self.read_next(unit, source, Some(marker)).await),
-                    None => None,
+        let (pages_tx, pages_rx) = tokio::sync::mpsc::channel(1);
+        let reading = Reading {
+            source,
+            key_concurrency: self.app.sync.key_concurrency.max(1),
+            deadline: self.deadline,
+            margin: self.app.sync.deadline_margin,
+        };
+        let this = &*self;
+        let storing = async move {
+            let mut pages_rx = pages_rx;
+            let mut done = (0, 0, 0);
+            while let Some(read) = pages_rx.recv().await {
+                let page = match read {
+                    Read::Page(page) => page,
+                    Read::Paused(marker) => {
+                        return (this.continue_at_deadline(Some(marker)).await.map(|()| false), done);
+                    }
+                    Read::Failed(stop) => return (Err(stop), done),
+                };
+                let at = now();
+                let records: Vec<KeyRecord> = page
+                    .details
+                    .into_iter()
+                    .map(|details| unit.record(this.item, details, at))
+                    .collect();
+                let record = PageRecord {
+                    pages_done,
+                    next_marker: page.next_marker.clone(),
+                    keys: records.len() as u64,
+                    seen: records.iter().map(|r| r.id).collect(),
+                };
+                let written = match this.store(records, &record).await {
+                    Ok(Some(written)) => written,
+                    Ok(None) => return (Ok(false), done),
+                    Err(stop) => return (Err(stop), done),
+                };
+                done = (done.0 + 1, done.1 + record.keys, done.2 + written);
+                pages_done += 1;
+                if page.next_marker.is_none() {
+                    return (Ok(true), done);
                 }
-            });
-            let Some(written) = stored? else {
-                return Ok(false);
-            };
-            self.progress += 1;
-            self.keys += record.keys;
-            self.written += written;
-            pages_done += 1;
-            let Some(marker) = page.next_marker else {
-                return Ok(true);
-            };
-            let Some(next) = next else {
-                self.continue_at_deadline(Some(marker)).await?;
-                return Ok(false);
-            };
-            check_abort(self.app, self.item.job_id).await?;
-            page = next?;
-        }
-    }
-
-    /// Lists the page at `marker` and reads its keys.
-    async fn read_next(
-        &self,
-        unit: &UnitContext<'_>,
-        source: &Source,
-        marker: Option<&str>,
-    ) -> Result<ReadPage, Stop> {
-        let listed = source.keys.list_keys(marker).await.map_err(stop_for)?;
-        let details = self.read_page(source, &listed.keys).await?;
-        let at = now();
-        Ok(ReadPage {
-            records: details
-                .into_iter()
-                .map(|details| unit.record(self.item, details, at))
-                .collect(),
-            next_marker: listed.next_marker,
-        })
+                if let Err(stop) = check_abort(this.app, this.item.job_id).await {
+                    return (Err(stop), done);
+                }
+            }
+            (
+                Err(Stop::Retry("the page reader stopped early".into())),
+                done,
+            )
+        };
+        let ((), (result, (pages, keys, written))) =
+            tokio::join!(reading.run(marker, pages_tx), storing);
+        self.progress += pages;
+        self.keys += keys;
+        self.written += written;
+        result
     }
 
     /// Writes the page's keys that changed (a key keeps its `createdAt`; one whose fingerprint matches what
@@ -371,25 +374,6 @@ impl Delivery<'_> {
         }
         self.hold().await?;
         Ok(Some(records.len() as u64))
-    }
-
-    /// Reads one page's keys, giving up when a third of the deadline margin is all that is left of the
-    /// invocation (time enough to answer), so that a slow or throttled page never runs the whole batch out
-    /// of time. Nothing of a page given up is recorded: the page is read again.
-    async fn read_page(
-        &self,
-        source: &Source,
-        keys: &[ListedKey],
-    ) -> Result<Vec<KeyDetails>, Stop> {
-        let cutoff = self.deadline - chrono_duration(self.app.sync.deadline_margin / 3);
-        let left = (cutoff - now()).to_std().unwrap_or(Duration::ZERO);
-        match tokio::time::timeout(left, read_keys(self.app, source, keys)).await {
-            Ok(read) => read.map_err(stop_for),
-            Err(_) => Err(Stop::Retry(format!(
-                "a page of {} keys could not be read before the invocation's deadline",
-                keys.len()
-            ))),
-        }
     }
 
     /// After `record_page` refused: true when the unit shows this very page recorded (our own write,
@@ -527,10 +511,139 @@ impl Delivery<'_> {
     }
 }
 
-/// One page read from AWS, not yet stored.
+/// What the page reader hands the storer, in page order.
+enum Read {
+    Page(ReadPage),
+    /// The deadline is near: the unit goes on from this marker in a new message.
+    Paused(String),
+    Failed(Stop),
+}
+
+/// One page read from AWS, not yet stored: its keys that still exist, and the marker of the next page.
 struct ReadPage {
-    records: Vec<KeyRecord>,
+    details: Vec<KeyDetails>,
     next_marker: Option<String>,
+}
+
+/// A page listed and being read.
+struct Pending {
+    listed: usize,
+    read: usize,
+    details: Vec<KeyDetails>,
+    next_marker: Option<String>,
+}
+
+/// Pages listed ahead of the one being read at most: what bounds the reader's memory.
+const PAGES_AHEAD: usize = 2;
+
+/// The page reader of one delivery.
+struct Reading<'a> {
+    source: &'a Source,
+    key_concurrency: usize,
+    deadline: Timestamp,
+    margin: Duration,
+}
+
+impl Reading<'_> {
+    /// Lists pages from `marker` and reads their keys in one stream, as many in flight as the allowed rate
+    /// and the answer times call for (at least `key_concurrency`), and sends each page once all its keys
+    /// are read, in order. It lists no new page once the deadline is near (it sends `Paused` with the
+    /// marker of the first page not read; the first page is always read), gives up keys still unread a
+    /// third of the margin before the deadline, and stops when the storer is gone. A failure is sent after
+    /// the pages completed before it, so that their progress counts.
+    async fn run(self, marker: Option<String>, pages: tokio::sync::mpsc::Sender<Read>) {
+        let cutoff = self.deadline - chrono_duration(self.margin / 3);
+        let mut to_list = Some(marker);
+        let mut paused = None;
+        let mut failure = None;
+        let mut listed: std::collections::VecDeque<Pending> = Default::default();
+        let mut first_seq = 0usize;
+        let mut waiting: std::collections::VecDeque<(usize, ListedKey)> = Default::default();
+        let mut reads = futures::stream::FuturesUnordered::new();
+        loop {
+            if pages.is_closed() {
+                return;
+            }
+            let in_flight = self
+                .source
+                .keys
+                .keys_in_flight()
+                .unwrap_or(0)
+                .max(self.key_concurrency);
+            while failure.is_none() && reads.len() < in_flight {
+                if let Some((seq, key)) = waiting.pop_front() {
+                    let source = self.source;
+                    reads.push(async move { (seq, source.read(&key).await) });
+                    continue;
+                }
+                let Some(marker) = to_list.take() else { break };
+                if listed.len() > PAGES_AHEAD && !reads.is_empty() {
+                    to_list = Some(marker);
+                    break;
+                }
+                let first = first_seq == 0 && listed.is_empty() && reads.is_empty();
+                if !first && self.deadline - now() < chrono_duration(self.margin) {
+                    paused = marker;
+                    break;
+                }
+                match self.source.keys.list_keys(marker.as_deref()).await {
+                    Ok(page) => {
+                        let seq = first_seq + listed.len();
+                        waiting.extend(page.keys.iter().cloned().map(|key| (seq, key)));
+                        listed.push_back(Pending {
+                            listed: page.keys.len(),
+                            read: 0,
+                            details: Vec::with_capacity(page.keys.len()),
+                            next_marker: page.next_marker.clone(),
+                        });
+                        to_list = page.next_marker.map(Some);
+                    }
+                    Err(err) => failure = Some(stop_for(err)),
+                }
+            }
+            // Hand over, in order, every page whose keys are all read.
+            while listed.front().is_some_and(|p| p.read == p.listed) {
+                let Some(page) = listed.pop_front() else { break };
+                first_seq += 1;
+                let read = ReadPage {
+                    details: page.details,
+                    next_marker: page.next_marker,
+                };
+                if pages.send(Read::Page(read)).await.is_err() {
+                    return;
+                }
+            }
+            if reads.is_empty() {
+                break;
+            }
+            let left = (cutoff - now()).to_std().unwrap_or(Duration::ZERO);
+            match tokio::time::timeout(left, reads.next()).await {
+                Ok(Some((seq, Ok(details)))) => {
+                    if let Some(page) = listed.get_mut(seq - first_seq) {
+                        page.read += 1;
+                        page.details.extend(details);
+                    }
+                }
+                Ok(Some((_, Err(err)))) => {
+                    failure.get_or_insert(stop_for(err));
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    failure = Some(Stop::Retry(format!(
+                        "{} keys could not be read before the invocation's deadline",
+                        reads.len() + waiting.len()
+                    )));
+                    break;
+                }
+            }
+        }
+        let last = match (failure, paused) {
+            (Some(stop), _) => Read::Failed(stop),
+            (None, Some(marker)) => Read::Paused(marker),
+            (None, None) => return,
+        };
+        let _ = pages.send(last).await;
+    }
 }
 
 /// What every key record of the unit needs.
@@ -562,27 +675,6 @@ async fn check_abort(app: &App, job_id: Uuid) -> Result<(), Stop> {
         Some(job) if job.abort => Err(Stop::End(UnitStatus::Canceled)),
         _ => Ok(()),
     }
-}
-
-/// Reads the page's keys; keys that vanished since the listing are left out.
-async fn read_keys(
-    app: &App,
-    source: &Source,
-    keys: &[ListedKey],
-) -> Result<Vec<KeyDetails>, SourceError> {
-    // At least the configured number, more when the allowed rate and the answer times call for it; the
-    // buckets keep the rate. Keys finish in any order.
-    let in_flight = source
-        .keys
-        .keys_in_flight()
-        .unwrap_or(0)
-        .max(app.sync.key_concurrency.max(1));
-    let read: Vec<Option<KeyDetails>> = stream::iter(keys)
-        .map(|key| source.read(key))
-        .buffer_unordered(in_flight)
-        .try_collect()
-        .await?;
-    Ok(read.into_iter().flatten().collect())
 }
 
 fn stop_for(err: SourceError) -> Stop {
