@@ -138,10 +138,11 @@ struct Delivery<'a> {
     source: Option<Arc<dyn KeySource>>,
 }
 
-/// The unit's account and region in AWS, with the region's aliases (read once per delivery).
+/// The unit's account and region in AWS, with the region's aliases, listed once per delivery when the
+/// first record needs them: the listing (a call per 100 aliases) overlaps the first keys' reads.
 struct Source {
     keys: Arc<dyn KeySource>,
-    aliases: BTreeMap<String, Vec<String>>,
+    aliases: tokio::sync::OnceCell<BTreeMap<String, Vec<String>>>,
 }
 
 impl Source {
@@ -152,14 +153,27 @@ impl Source {
             .await
             .map_err(stop_for)?;
         Ok(Source {
-            aliases: keys.aliases().await.map_err(stop_for)?,
             keys,
+            aliases: tokio::sync::OnceCell::new(),
         })
     }
 
+    /// Reads one key, without its aliases (`with_aliases` adds them).
     async fn read(&self, key: &ListedKey) -> Result<Option<KeyDetails>, SourceError> {
-        let aliases = self.aliases.get(&key.key_id).map_or(&[][..], Vec::as_slice);
-        self.keys.read_key(key, aliases).await
+        self.keys.read_key(key, &[]).await
+    }
+
+    /// The key's aliases, from the region's alias list (listed on the first call).
+    async fn with_aliases(&self, mut details: KeyDetails) -> Result<KeyDetails, Stop> {
+        let aliases = self
+            .aliases
+            .get_or_try_init(|| async { self.keys.aliases().await.map_err(stop_for) })
+            .await?;
+        details.aws_param.alias = aliases
+            .get(&details.aws_param.key_id)
+            .cloned()
+            .unwrap_or_default();
+        Ok(details)
     }
 }
 
@@ -308,11 +322,13 @@ impl Delivery<'_> {
                     Read::Failed(stop) => return (Err(stop), done),
                 };
                 let at = now();
-                let records: Vec<KeyRecord> = page
-                    .details
-                    .into_iter()
-                    .map(|details| unit.record(this.item, details, at))
-                    .collect();
+                let mut records = Vec::with_capacity(page.details.len());
+                for details in page.details {
+                    match source.with_aliases(details).await {
+                        Ok(details) => records.push(unit.record(this.item, details, at)),
+                        Err(stop) => return (Err(stop), done),
+                    }
+                }
                 let record = PageRecord {
                     pages_done,
                     next_marker: page.next_marker.clone(),
@@ -447,8 +463,7 @@ impl Delivery<'_> {
                 .map(|stub| self.verdict(&source, unit, stub))
                 .buffered(app.sync.key_concurrency.max(1))
                 .try_collect()
-                .await
-                .map_err(stop_for)?;
+                .await?;
             let verdicts: Vec<Verdict> = verdicts.into_iter().flatten().collect();
             let settled = app.keys.settle_sweep(&sweep, &verdicts, now()).await?;
             self.progress += settled.flagged + settled.restored;
@@ -466,12 +481,12 @@ impl Delivery<'_> {
         source: &Source,
         unit: &UnitContext<'_>,
         stub: &StoredKeyStub,
-    ) -> Result<Option<Verdict>, SourceError> {
+    ) -> Result<Option<Verdict>, Stop> {
         let listed = ListedKey {
             key_id: key_id_of_arn(&stub.arn).to_string(),
             arn: stub.arn.clone(),
         };
-        Ok(match source.read(&listed).await? {
+        Ok(match source.read(&listed).await.map_err(stop_for)? {
             None => Some(Verdict::Gone(stub.id)),
             Some(details) if details.read_errors.contains_key(DESCRIBE_KEY) => {
                 tracing::warn!(job_id = %self.item.job_id, unit = self.unit_key, arn = stub.arn,
@@ -481,6 +496,7 @@ impl Delivery<'_> {
             Some(details) => {
                 tracing::warn!(job_id = %self.item.job_id, unit = self.unit_key, arn = stub.arn,
                     "a live key was missing from the listing; stored as seen");
+                let details = source.with_aliases(details).await?;
                 let mut record = unit.record(self.item, details, now());
                 record.created_at = stub.created_at;
                 Some(Verdict::Live(Box::new(record)))

@@ -72,7 +72,9 @@ async fn main() {
         eprintln!("engine-bench: {err}");
         std::process::exit(1);
     }
+    let cpu_before = cpu_seconds();
     let first = sync(&app, &parts).await;
+    let cpu = cpu_seconds().zip(cpu_before).map(|(after, before)| after - before);
     let written = counting.take_written();
     // With keys kept, the same sync again: nothing changed in AWS, so nothing should be written.
     let resync = if store == "memory" {
@@ -102,6 +104,8 @@ async fn main() {
             "resync_status": resync.as_ref().map(|r| r.status),
             "resync_seconds": resync.as_ref().map(|r| r.seconds),
             "peak_rss_mb": peak_rss_mb(),
+            // The engine's own CPU per key (both cores of this machine; the simulator is another process).
+            "cpu_ms_per_key": cpu.map(|seconds| seconds * 1000.0 / first.keys.max(1) as f64),
         })
     );
 }
@@ -155,6 +159,16 @@ async fn sync(app: &App, parts: &MemoryParts) -> Synced {
         deliveries,
         seconds,
     }
+}
+
+/// CPU time this process used so far (user and system), in seconds: `/proc/self/stat` counts in ticks of
+/// 1/100 s.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 /// The process's peak resident memory (`VmHWM`), in MB.
