@@ -98,7 +98,7 @@ $(BENCH_STAMP): scripts/bench-requirements.txt scripts/bench-constraints.txt
 	@touch $@
 
 bench: $(BENCH_STAMP) ## the engine against the KMS simulator, beside Cloud Custodian and boto3 (BENCHMARKS.md)
-	cargo build --profile bench-fast -p kms-sim -p engine-bench
+	cargo build --profile bench-fast -p kms-sim -p engine-bench -p cckm-aws-sync
 	$(BENCH_VENV)/bin/python scripts/bench.py $(BENCH_ARGS)
 
 clean-local: down ## stop the stack and remove .local/
