@@ -317,7 +317,12 @@ impl Delivery<'_> {
                 let page = match read {
                     Read::Page(page) => page,
                     Read::Paused(marker) => {
-                        return (this.continue_at_deadline(Some(marker)).await.map(|()| false), done);
+                        return (
+                            this.continue_at_deadline(Some(marker))
+                                .await
+                                .map(|()| false),
+                            done,
+                        );
                     }
                     Read::Failed(stop) => return (Err(stop), done),
                 };
@@ -619,7 +624,9 @@ impl Reading<'_> {
             }
             // Hand over, in order, every page whose keys are all read.
             while listed.front().is_some_and(|p| p.read == p.listed) {
-                let Some(page) = listed.pop_front() else { break };
+                let Some(page) = listed.pop_front() else {
+                    break;
+                };
                 first_seq += 1;
                 let read = ReadPage {
                     details: page.details,

@@ -74,7 +74,9 @@ async fn main() {
     }
     let cpu_before = cpu_seconds();
     let first = sync(&app, &parts).await;
-    let cpu = cpu_seconds().zip(cpu_before).map(|(after, before)| after - before);
+    let cpu = cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     let written = counting.take_written();
     // With keys kept, the same sync again: nothing changed in AWS, so nothing should be written.
     let resync = if store == "memory" {
