@@ -57,8 +57,8 @@ demo: up ## up, seed demo keys, register two KMS, run a sync and show the result
 	@$(PY) scripts/demo.py --env-file .local/env
 
 fmt-check:
-	@echo "==== cargo fmt --check ===="
-	cargo fmt --check
+	@echo "==== cargo fmt --all --check ===="
+	cargo fmt --all --check
 
 clippy:
 	@echo "==== cargo clippy --workspace --all-targets -- -D warnings ===="
@@ -97,7 +97,7 @@ $(BENCH_STAMP): scripts/bench-requirements.txt scripts/bench-constraints.txt
 	@$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -r scripts/bench-requirements.txt -c scripts/bench-constraints.txt >&2
 	@touch $@
 
-bench: $(BENCH_STAMP) ## the engine against the KMS simulator, beside Cloud Custodian and boto3 (BENCHMARKS.md)
+bench: venv $(BENCH_STAMP) ## the engine against the KMS simulator, beside Cloud Custodian and boto3 (BENCHMARKS.md)
 	cargo build --profile bench-fast -p kms-sim -p engine-bench -p cckm-aws-sync
 	$(BENCH_VENV)/bin/python scripts/bench.py $(BENCH_ARGS)
 

@@ -5,10 +5,13 @@
 //! the messages of one SQS batch.
 //!
 //! usage: engine-bench <account> <regions, comma-separated> <rate share> <current|legacy> [memory|sink]
+//!        engine-bench shared-start <account> <region> <items file>; engine-bench shared-deliver <items file>
+//! (`shared.rs`: worker processes that share DynamoDB on the emulator)
 //! `memory` syncs twice (the second time nothing changed, and nothing should be written); `sink` keeps no
 //! key (see `counting.rs`): the run that measures the engine's own peak memory.
 
 mod counting;
+mod shared;
 
 use cckm_aws_sync::adapters::kms::AwsKeySourceFactory;
 use cckm_aws_sync::adapters::rate_limit::{Quotas, RateLimits};
@@ -34,6 +37,11 @@ fn usage() -> ! {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("shared-start") => return shared::start(&args[1..]).await,
+        Some("shared-deliver") => return shared::deliver(&args[1..]).await,
+        _ => {}
+    }
     let (account, regions, share, quotas, store) = match args.as_slice() {
         [a, r, s, q] => (a, r, s, q, "memory"),
         [a, r, s, q, store] => (a, r, s, q, store.as_str()),

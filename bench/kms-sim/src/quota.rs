@@ -33,6 +33,9 @@ struct Bucket {
 struct Counts {
     calls: BTreeMap<String, u64>,
     throttles: BTreeMap<String, u64>,
+    /// Calls let through per operation and wall-clock second: the busiest second shows whether any
+    /// client passed its share.
+    per_second: BTreeMap<String, BTreeMap<u64, u64>>,
 }
 
 pub struct Quotas {
@@ -72,7 +75,17 @@ impl Quotas {
         };
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         *counts.calls.entry(operation.into()).or_default() += 1;
-        if !admitted {
+        if admitted {
+            let second = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            *counts
+                .per_second
+                .entry(operation.into())
+                .or_default()
+                .entry(second)
+                .or_default() += 1;
+        } else {
             *counts.throttles.entry(operation.into()).or_default() += 1;
         }
         admitted
@@ -80,7 +93,13 @@ impl Quotas {
 
     pub fn stats(&self) -> Value {
         let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        json!({"calls": counts.calls, "throttles": counts.throttles, "quotas": self.rates})
+        let busiest: BTreeMap<&String, u64> = counts
+            .per_second
+            .iter()
+            .map(|(operation, seconds)| (operation, seconds.values().copied().max().unwrap_or(0)))
+            .collect();
+        json!({"calls": counts.calls, "throttles": counts.throttles, "quotas": self.rates,
+            "busiest_second": busiest})
     }
 
     pub fn reset(&self) {
