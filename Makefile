@@ -86,7 +86,7 @@ test: venv ## lint, cargo test, e2e tests (what CI runs)
 	@echo "==== make test: all steps passed ===="
 
 build: venv ## release build for Lambda (arm64, Zig from the venv) into target/lambda/
-	PATH="$(VENV_PATH)" cargo lambda build --release --arm64
+	PATH="$(VENV_PATH)" cargo lambda build --release --arm64 --output-format zip
 
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed

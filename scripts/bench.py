@@ -419,6 +419,13 @@ def main():
     results["cold_start_ms"] = {"cckm-aws-sync": ours_ms, "python-boto3": python_ms}
     print(f"cckm-aws-sync (bench-fast build): {ours_ms:.1f} ms; Python boto3 handler: {python_ms:.1f} ms")
 
+    package = ROOT / "target" / "lambda" / "cckm-aws-sync" / "bootstrap.zip"
+    if package.exists():
+        results["lambda_zip_bytes"] = package.stat().st_size
+        print(f"release arm64 package (make build): {package.stat().st_size / 1e6:.2f} MB zipped")
+    else:
+        print("release arm64 package: not built here (`make build` takes about 10 minutes); not measured")
+
     print("== goals ==")
     at20 = main_runs[20]
     binding = [r for r in results["share_sweep"] if r["share"] <= 0.1]
