@@ -99,7 +99,8 @@ $(BENCH_STAMP): scripts/bench-requirements.txt scripts/bench-constraints.txt
 
 bench: venv $(BENCH_STAMP) ## the engine against the KMS simulator, beside Cloud Custodian and boto3 (BENCHMARKS.md)
 	cargo build --profile bench-fast -p kms-sim -p engine-bench -p cckm-aws-sync
-	$(BENCH_VENV)/bin/python scripts/bench.py $(BENCH_ARGS)
+	@mkdir -p target/bench
+	$(BENCH_VENV)/bin/python -u scripts/bench.py $(BENCH_ARGS) | tee target/bench/last-run.txt
 
 clean-local: down ## stop the stack and remove .local/
 	rm -rf .local
