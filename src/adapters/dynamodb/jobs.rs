@@ -3,7 +3,7 @@
 
 use super::{
     Item, all_pages, batch_put, condition_failed, for_each_page, from_item, n, s, store_error,
-    to_item, transaction_condition_failed,
+    to_item, transaction_condition_failed, written,
 };
 use crate::domain::AppError;
 use crate::domain::job::{Job, JobStatus, Progress, Unit, UnitEntry, UnitStatus};
@@ -289,11 +289,7 @@ impl DynamoJobStore {
             .return_values(ReturnValue::None)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if condition_failed(&err) => Ok(false),
-            Err(err) => Err(store_error("complete job", err)),
-        }
+        written(result, "complete job")
     }
 }
 
@@ -664,11 +660,7 @@ impl JobStore for DynamoJobStore {
             .expression_attribute_values(":now", n(now.timestamp_millis()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if condition_failed(&err) => Ok(false),
-            Err(err) => Err(store_error("claim unit", err)),
-        }
+        written(result, "claim unit")
     }
 
     async fn release_claim(
@@ -688,11 +680,7 @@ impl JobStore for DynamoJobStore {
             .expression_attribute_values(":delivery", s(delivery.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if condition_failed(&err) => Ok(()),
-            Err(err) => Err(store_error("release claim", err)),
-        }
+        written(result, "release claim").map(|_| ())
     }
 
     async fn seen(&self, job_id: Uuid, unit_key: &str) -> Result<Vec<Uuid>, AppError> {
@@ -743,11 +731,6 @@ impl JobStore for DynamoJobStore {
             .expression_attribute_values(":job", s(job_id.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Nobody holds it, or another job took it over after it lapsed: not ours to give back.
-            Err(err) if condition_failed(&err) => Ok(()),
-            Err(err) => Err(store_error("release lease", err)),
-        }
+        written(result, "release lease").map(|_| ())
     }
 }

@@ -44,6 +44,22 @@ pub(crate) fn condition_failed<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>)
     err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
 }
 
+/// What a conditional write did: true when it wrote, false when its condition did not hold.
+pub(crate) fn written<T, E, R>(
+    result: Result<T, SdkError<E, R>>,
+    context: &str,
+) -> Result<bool, AppError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(err) if condition_failed(&err) => Ok(false),
+        Err(err) => Err(store_error(context, err)),
+    }
+}
+
 /// True when a transaction was cancelled only because one of its conditions did not hold.
 pub(crate) fn transaction_condition_failed<R>(
     err: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>,
