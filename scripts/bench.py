@@ -257,7 +257,10 @@ def cold_start(command, env, runs=7):
                              "arn:aws:lambda:us-east-1:111122223333:function:bench")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):  # stopped while asking for its next event
+                pass
 
         def do_POST(self):
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -418,6 +421,13 @@ def main():
     python_ms = cold_start([str(peer_python()), "-c", PYTHON_HANDLER], lambda_env())
     results["cold_start_ms"] = {"cckm-aws-sync": ours_ms, "python-boto3": python_ms}
     print(f"cckm-aws-sync (bench-fast build): {ours_ms:.1f} ms; Python boto3 handler: {python_ms:.1f} ms")
+    release = ROOT / "target" / "release" / "cckm-aws-sync"
+    if release.exists():
+        release_ms = cold_start([str(release)], lambda_env())
+        results["cold_start_ms"]["cckm-aws-sync-release"] = release_ms
+        print(f"cckm-aws-sync (release build, `cargo build --release`): {release_ms:.1f} ms")
+    else:
+        print("release build: not measured (`cargo build --release` takes about 7-9 minutes here)")
 
     package = ROOT / "target" / "lambda" / "cckm-aws-sync" / "bootstrap.zip"
     if package.exists():
