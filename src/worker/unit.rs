@@ -20,7 +20,7 @@ use crate::domain::kms::KmsResource;
 use crate::domain::time::{Timestamp, now};
 use crate::ports::{
     Connection, GoneSweep, KeySource, LeaseRenewal, ListedKey, PageRecord, SourceError,
-    StoredKeyStub, Verdict,
+    StoredKeyStub, UnitProgress, Verdict,
 };
 use futures::stream::{self, StreamExt, TryStreamExt};
 use std::collections::BTreeMap;
@@ -178,17 +178,26 @@ impl Source {
 }
 
 impl Delivery<'_> {
-    async fn sync(&mut self) -> Result<(), Stop> {
+    /// Where the unit stands, when there is work left; None when there is none (an unknown unit, or one
+    /// that ended: then what follows its end is made sure of).
+    async fn open_progress(&self) -> Result<Option<UnitProgress>, Stop> {
         let (app, job_id) = (self.app, self.item.job_id);
         let Some(progress) = app.jobs.unit_progress(job_id, &self.unit_key).await? else {
             tracing::warn!(%job_id, unit = self.unit_key, "work item for an unknown job or unit; dropped");
-            return Ok(());
+            return Ok(None);
         };
         if progress.status.is_final() {
             // A redelivery after the unit ended: the lease and the job's own ending may have been lost.
-            return after_unit_end(app, job_id, &self.unit_key)
-                .await
-                .map_err(Stop::from);
+            after_unit_end(app, job_id, &self.unit_key).await?;
+            return Ok(None);
+        }
+        Ok(Some(progress))
+    }
+
+    async fn sync(&mut self) -> Result<(), Stop> {
+        let (app, job_id) = (self.app, self.item.job_id);
+        if self.open_progress().await?.is_none() {
+            return Ok(());
         }
         let Some(job) = app.jobs.header(job_id).await? else {
             return Ok(());
@@ -198,6 +207,10 @@ impl Delivery<'_> {
         }
         self.claimed = true;
         self.hold().await?;
+        // Read again under the claim: the delivery that held it before may have recorded pages since.
+        let Some(progress) = self.open_progress().await? else {
+            return Ok(());
+        };
         let kms = app.kms.get(self.item.kms_id).await?.ok_or_else(|| {
             Stop::End(UnitStatus::Failed(format!(
                 "KMS resource '{}' is no longer registered",
@@ -652,10 +665,13 @@ impl Reading<'_> {
                 }
                 Ok(None) => {}
                 Err(_) => {
-                    failure = Some(Stop::Retry(format!(
-                        "{} keys could not be read before the invocation's deadline",
-                        reads.len() + waiting.len()
-                    )));
+                    // A refusal met before stays the failure: it ends the unit, a retry would not help.
+                    failure.get_or_insert_with(|| {
+                        Stop::Retry(format!(
+                            "{} keys could not be read before the invocation's deadline",
+                            reads.len() + waiting.len()
+                        ))
+                    });
                     break;
                 }
             }
