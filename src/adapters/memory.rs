@@ -665,14 +665,14 @@ struct MemoryRegion {
 }
 
 impl MemoryRegion {
-    fn script(&self) -> Result<RegionScript, SourceError> {
-        let script = lock(&self.regions)
-            .get(&self.id)
-            .cloned()
-            .unwrap_or_default();
+    /// `read` of the region's script as it is now (an empty one when nothing was scripted), or its refusal.
+    fn script<T>(&self, read: impl FnOnce(&RegionScript) -> T) -> Result<T, SourceError> {
+        let regions = lock(&self.regions);
+        let empty = RegionScript::default();
+        let script = regions.get(&self.id).unwrap_or(&empty);
         match &script.refusal {
             Some(err) => Err(err.clone()),
-            None => Ok(script),
+            None => Ok(read(script)),
         }
     }
 }
@@ -680,38 +680,40 @@ impl MemoryRegion {
 #[async_trait]
 impl KeySource for MemoryRegion {
     async fn list_keys(&self, marker: Option<&str>) -> Result<KeyPage, SourceError> {
-        let script = self.script()?;
         let listed = self
             .pages_listed
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        if script.pages_per_open.is_some_and(|pages| listed >= pages) {
-            return Err(SourceError::Transient(
-                "ListKeys: ThrottlingException".into(),
-            ));
-        }
         let start = marker.and_then(|m| m.parse::<usize>().ok()).unwrap_or(0);
-        let keys: Vec<ListedKey> = script
-            .keys
-            .values()
-            .skip(start)
-            .take(self.page_size)
-            .map(|d| ListedKey {
-                key_id: d.aws_param.key_id.clone(),
-                arn: d.aws_param.arn.clone(),
-            })
-            .collect();
-        let end = start + keys.len();
-        let next_marker = (end < script.keys.len()).then(|| end.to_string());
-        Ok(KeyPage { keys, next_marker })
+        self.script(|script| {
+            if script.pages_per_open.is_some_and(|pages| listed >= pages) {
+                return Err(SourceError::Transient(
+                    "ListKeys: ThrottlingException".into(),
+                ));
+            }
+            let keys: Vec<ListedKey> = script
+                .keys
+                .values()
+                .skip(start)
+                .take(self.page_size)
+                .map(|d| ListedKey {
+                    key_id: d.aws_param.key_id.clone(),
+                    arn: d.aws_param.arn.clone(),
+                })
+                .collect();
+            let end = start + keys.len();
+            let next_marker = (end < script.keys.len()).then(|| end.to_string());
+            Ok(KeyPage { keys, next_marker })
+        })?
     }
 
     async fn aliases(&self) -> Result<BTreeMap<String, Vec<String>>, SourceError> {
-        Ok(self
-            .script()?
-            .keys
-            .iter()
-            .map(|(id, details)| (id.clone(), details.aws_param.alias.clone()))
-            .collect())
+        self.script(|script| {
+            script
+                .keys
+                .iter()
+                .map(|(id, details)| (id.clone(), details.aws_param.alias.clone()))
+                .collect()
+        })
     }
 
     async fn read_key(
@@ -723,15 +725,12 @@ impl KeySource for MemoryRegion {
         if !self.read_delay.is_zero() {
             tokio::time::sleep(self.read_delay).await;
         }
-        Ok(self
-            .script()?
-            .keys
-            .get(&key.key_id)
-            .cloned()
-            .map(|mut details| {
+        self.script(|script| {
+            script.keys.get(&key.key_id).cloned().map(|mut details| {
                 details.aws_param.alias = aliases.to_vec();
                 details
-            }))
+            })
+        })
     }
 }
 

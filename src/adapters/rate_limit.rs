@@ -245,6 +245,13 @@ mod tests {
     }
 
     #[test]
+    fn every_operation_is_listed_in_its_declaration_order() {
+        for (index, operation) in KmsOperation::ALL.iter().enumerate() {
+            assert_eq!(*operation as usize, index, "{operation:?}");
+        }
+    }
+
+    #[test]
     fn a_throttle_halves_the_rate_and_calls_that_go_through_bring_it_back() {
         let bucket = TokenBucket::new(100.0);
         bucket.throttled();

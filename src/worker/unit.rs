@@ -241,8 +241,9 @@ impl Delivery<'_> {
         }
     }
 
-    /// Hands the rest of the unit to a new message because the invocation's deadline is near.
-    async fn continue_at_deadline(&self, marker: Option<String>) -> Result<(), Stop> {
+    /// Hands the unit to a new message; its delivery resumes from the recorded progress (`marker` only says
+    /// where this one stood).
+    async fn hand_on(&self, marker: Option<String>) -> Result<(), AppError> {
         let continuation = WorkItem {
             marker,
             ..self.item.clone()
@@ -250,7 +251,12 @@ impl Delivery<'_> {
         self.app
             .dispatcher
             .dispatch(std::slice::from_ref(&continuation))
-            .await?;
+            .await
+    }
+
+    /// Hands the rest of the unit to a new message because the invocation's deadline is near.
+    async fn continue_at_deadline(&self, marker: Option<String>) -> Result<(), Stop> {
+        self.hand_on(marker).await?;
         tracing::info!(job_id = %self.item.job_id, unit = self.unit_key, progress = self.progress,
             "invocation deadline near; unit continues in a new message");
         Ok(())
@@ -304,7 +310,7 @@ impl Delivery<'_> {
     }
 
     /// Reads and stores page after page from `pages_done`/`marker`. A reader lists the pages ahead and reads
-    /// their keys in one stream (`read_pages`), so that the next page's keys start while this page's last
+    /// their keys in one stream (`Reading::run`), so that the next page's keys start while this page's last
     /// keys are in flight; the pages are stored in order as they complete, while the reader goes on. True
     /// after the last page; false when the rest goes on in a new message because the invocation's deadline
     /// is near, or the unit ended meanwhile.
@@ -525,16 +531,7 @@ impl Delivery<'_> {
     /// Hands the unit to a new message, which resumes from the recorded progress with a fresh failure
     /// budget.
     async fn continue_afresh(&self, reason: &str) -> Outcome {
-        let continuation = WorkItem {
-            marker: None,
-            ..self.item.clone()
-        };
-        match self
-            .app
-            .dispatcher
-            .dispatch(std::slice::from_ref(&continuation))
-            .await
-        {
+        match self.hand_on(None).await {
             Ok(()) => {
                 tracing::warn!(job_id = %self.item.job_id, unit = self.unit_key, pages = self.progress,
                     %reason, "passing failure after progress; the unit continues in a new message");

@@ -3,7 +3,8 @@
 
 use super::jobs::{job_pk, unit_sk};
 use super::{
-    Item, batch_put, condition_failed, for_each_page, from_item, n, s, store_error, to_item,
+    Item, batch_put, condition_failed, for_each_page, from_item, in_rounds, n, s, store_error,
+    to_item,
 };
 use crate::domain::AppError;
 use crate::domain::key::KeyRecord;
@@ -23,8 +24,6 @@ use uuid::Uuid;
 const UNIT_INDEX: &str = "by_unit";
 /// BatchGetItem takes at most 100 keys per call.
 const BATCH_GET_LIMIT: usize = 100;
-/// Rounds of asking again for `UnprocessedKeys` (backoff 50 ms doubling) before the read counts as failed.
-const BATCH_GET_ROUNDS: u32 = 8;
 /// Verdicts per transaction: with the unit's count, well under TransactWriteItems' 100 actions and 4 MB.
 const SWEEP_CHUNK: usize = 25;
 /// Retries of a sweep transaction that met another writer's transaction on one of its items.
@@ -249,23 +248,12 @@ impl KeyStore for DynamoKeyStore {
                 .iter()
                 .map(|id| Item::from([("id".to_string(), s(id.to_string()))]))
                 .collect();
-            let mut pending = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .projection_expression("id, createdAt, content_hash, gone")
-                    .build()
-                    .map_err(|e| AppError::internal("building a request", e))?,
-            );
-            let mut round = 0;
-            while let Some(request) = pending.take() {
-                if round == BATCH_GET_ROUNDS {
-                    return Err(AppError::Internal(format!(
-                        "dynamodb batch get: keys still unprocessed after {BATCH_GET_ROUNDS} rounds"
-                    )));
-                }
-                if round > 0 {
-                    tokio::time::sleep(Duration::from_millis(50 << (round - 1).min(6))).await;
-                }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .projection_expression("id, createdAt, content_hash, gone")
+                .build()
+                .map_err(|e| AppError::internal("building a request", e))?;
+            let items = in_rounds("batch get", request, |request| async move {
                 let output = self
                     .client
                     .batch_get_item()
@@ -273,26 +261,27 @@ impl KeyStore for DynamoKeyStore {
                     .send()
                     .await
                     .map_err(|e| store_error("read stored keys", e))?;
-                for item in output
+                let items = output
                     .responses
                     .and_then(|mut r| r.remove(&self.table))
-                    .unwrap_or_default()
-                {
-                    let state: StateItem = from_item(item)?;
-                    states.insert(
-                        state.id,
-                        StoredState {
-                            created_at: state.created_at,
-                            content_hash: state.content_hash,
-                            gone: state.gone,
-                        },
-                    );
-                }
-                pending = output
+                    .unwrap_or_default();
+                let left = output
                     .unprocessed_keys
                     .and_then(|mut u| u.remove(&self.table))
                     .filter(|k| !k.keys().is_empty());
-                round += 1;
+                Ok((items, left))
+            })
+            .await?;
+            for item in items {
+                let state: StateItem = from_item(item)?;
+                states.insert(
+                    state.id,
+                    StoredState {
+                        created_at: state.created_at,
+                        content_hash: state.content_hash,
+                        gone: state.gone,
+                    },
+                );
             }
         }
         Ok(states)

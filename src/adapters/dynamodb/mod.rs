@@ -28,7 +28,8 @@ pub type Item = HashMap<String, AttributeValue>;
 
 /// BatchWriteItem takes at most 25 requests per call.
 const BATCH_LIMIT: usize = 25;
-/// Rounds of retrying `UnprocessedItems` before the write counts as failed (backoff 50 ms doubling to 3.2 s).
+/// Rounds of a batch call, the first and those that send again what DynamoDB left unprocessed, before it
+/// counts as failed (backoff 50 ms doubling to 3.2 s).
 const BATCH_ROUNDS: u32 = 8;
 
 pub(crate) fn store_error<E, R>(context: &str, err: SdkError<E, R>) -> AppError
@@ -99,7 +100,7 @@ pub(crate) async fn batch_put(
     items: Vec<Item>,
 ) -> Result<(), AppError> {
     for chunk in items.chunks(BATCH_LIMIT) {
-        let mut pending: Vec<WriteRequest> = chunk
+        let requests: Vec<WriteRequest> = chunk
             .iter()
             .map(|item| {
                 let put = PutRequest::builder().set_item(Some(item.clone())).build();
@@ -107,31 +108,55 @@ pub(crate) async fn batch_put(
                     .map_err(|e| AppError::internal("building a put request", e))
             })
             .collect::<Result<_, _>>()?;
-        let mut round = 0;
-        while !pending.is_empty() {
-            if round > 0 {
-                tokio::time::sleep(Duration::from_millis(50 << (round - 1).min(6))).await;
-            }
-            if round == BATCH_ROUNDS {
-                return Err(AppError::Internal(format!(
-                    "dynamodb batch write: {} items still unprocessed after {BATCH_ROUNDS} rounds",
-                    pending.len()
-                )));
-            }
+        in_rounds("batch write", requests, |requests| async move {
             let output = client
                 .batch_write_item()
-                .request_items(table, std::mem::take(&mut pending))
+                .request_items(table, requests)
                 .send()
                 .await
                 .map_err(|e| store_error("batch write", e))?;
-            pending = output
+            let left = output
                 .unprocessed_items
                 .and_then(|mut u| u.remove(table))
-                .unwrap_or_default();
-            round += 1;
-        }
+                .filter(|left| !left.is_empty());
+            Ok((Vec::<Item>::new(), left))
+        })
+        .await?;
     }
     Ok(())
+}
+
+/// Sends `first`, then whatever each answer left unprocessed, with backoff, until nothing is left or
+/// `BATCH_ROUNDS` rounds ran out (BatchWriteItem's `UnprocessedItems`, BatchGetItem's `UnprocessedKeys`).
+/// Answers every round's items (what a read returned).
+pub(crate) async fn in_rounds<P, T, F, Fut>(
+    call: &str,
+    first: P,
+    mut send: F,
+) -> Result<Vec<T>, AppError>
+where
+    F: FnMut(P) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Option<P>), AppError>>,
+{
+    let mut answered = Vec::new();
+    let mut pending = Some(first);
+    for round in 0..BATCH_ROUNDS {
+        let Some(request) = pending.take() else {
+            return Ok(answered);
+        };
+        if round > 0 {
+            tokio::time::sleep(Duration::from_millis(50 << (round - 1).min(6))).await;
+        }
+        let (items, left) = send(request).await?;
+        answered.extend(items);
+        pending = left;
+    }
+    match pending {
+        None => Ok(answered),
+        Some(_) => Err(AppError::Internal(format!(
+            "dynamodb {call}: still unprocessed after {BATCH_ROUNDS} rounds"
+        ))),
+    }
 }
 
 /// Runs a Query (or Scan) to its last page, handing each page's items to `visit`; `page` sends one
