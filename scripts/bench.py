@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / "target" / "bench-fast"
+BIN = ROOT / "target" / "release"
 ACCOUNT = "111122223333"
 # Credentials the simulator reads the account from (AKIA + the 12 digits).
 ACCESS_KEY = f"AKIA{ACCOUNT}BNCH"
@@ -151,7 +151,7 @@ def engine(sim, regions, share, quotas="current", store="memory"):
                          env=aws_env(sim), capture_output=True, text=True, check=True)
     result = json.loads(run.stdout.strip().splitlines()[-1])
     stats = sim.stats()
-    # With the memory store the engine syncs twice (the resync writes nothing): calls are per key read.
+    # A `resync` run syncs twice (the second time nothing changed): calls are per key read.
     syncs = 2 if result.get("resync_status") else 1
     result["calls_per_key"] = sum(stats["calls"].values()) / max(result["keys"] * syncs, 1)
     result["throttles"] = sum(stats["throttles"].values())
@@ -298,6 +298,31 @@ def lambda_env():
     return env
 
 
+class PackageBuild:
+    """`make build` (release, arm64, Zig) at the lowest CPU priority; its output goes to target/bench/."""
+
+    def __init__(self):
+        self.process = None
+        self.seconds = 0.0
+
+    def start(self):
+        log = open(ROOT / "target" / "bench" / "package-build.log", "w")
+        self.process = subprocess.Popen(["nice", "-n", "19", "make", "--no-print-directory", "build"],
+                                        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+    def wait(self):
+        started = time.time()
+        if self.process.wait() != 0:
+            raise SystemExit("make build failed: see target/bench/package-build.log")
+        self.seconds = time.time() - started
+        return (ROOT / "target" / "lambda" / "cckm-aws-sync" / "bootstrap.zip").stat().st_size
+
+
+def resync_writes(runs):
+    """Key items the resync runs rewrote, in all."""
+    return sum(r["resync_key_writes"] for r in runs if r.get("resync_key_writes") is not None)
+
+
 def median_of(runs, field):
     return statistics.median(run[field] for run in runs)
 
@@ -354,7 +379,9 @@ def main():
     main_runs = {}
     for latency in (10, 20):
         with Simulator(args.keys, latency, jitter_ms=latency // 5) as sim:
-            runs = [engine(sim, regions, 0.5) for _ in range(args.runs)]
+                # The first run also syncs again with nothing changed: what a resync writes.
+            runs = [engine(sim, regions, 0.5, store="resync" if run == 0 else "memory")
+                    for run in range(args.runs)]
         main_runs[latency] = runs
         print(f"latency {latency} ms, share 0.5: "
               f"{median_of(runs, 'keys_per_second_per_unit'):.0f} keys/s per unit "
@@ -364,7 +391,7 @@ def main():
               f"{median_of(runs, 'throttles'):.0f} throttles, "
               f"{median_of(runs, 'cpu_ms_per_key'):.2f} ms CPU/key, "
               f"key writes per key: first sync {median_of(runs, 'key_writes_per_key'):.2f}, "
-              f"resync {max(r['resync_key_writes'] for r in runs)} in all, "
+              f"resync {resync_writes(runs)} in all, "
               f"{max(r['keys_with_sync_errors'] for r in runs)} failed keys, "
               f"{median_of(runs, 'seconds'):.1f} s")
     results["main"] = main_runs
@@ -380,10 +407,14 @@ def main():
         print(f"share {share} ({keys} keys per unit): {run['keys_per_second_per_unit']:.1f} of {allowed:.0f} "
               f"keys/s allowed ({run['achieved_of_allowed']:.3f}), {run['throttles']} throttles, "
               f"{run['keys_with_sync_errors']} failed keys")
+    # 10 and 20 ms are the main runs' medians; the sweep adds both ends.
     results["latency_sweep"] = []
     for latency in (5, 10, 20, 40):
-        with Simulator(args.keys // 2, latency) as sim:
-            run = engine(sim, regions, 0.5)
+        if latency in main_runs:
+            run = {"keys_per_second_per_unit": median_of(main_runs[latency], "keys_per_second_per_unit")}
+        else:
+            with Simulator(args.keys, latency, jitter_ms=latency // 5) as sim:
+                run = engine(sim, regions, 0.5)
         run["latency_ms"] = latency
         results["latency_sweep"].append(run)
         print(f"latency {latency} ms: {run['keys_per_second_per_unit']:.0f} keys/s per unit")
@@ -393,10 +424,20 @@ def main():
     results["contended"] = run
     print(f"contended quota (600/s where 1,000/s is expected): {run['keys_per_second_per_unit']:.0f} keys/s, "
           f"{run['throttles']} throttles, {run['keys_with_sync_errors']} failed keys, status {run['status']}")
+    print("== cold start: process start to first answer through a Runtime API stub ==")
+    ours_ms = cold_start([str(BIN / "cckm-aws-sync")], lambda_env())
+    python_ms = cold_start([str(peer_python()), "-c", PYTHON_HANDLER], lambda_env())
+    results["cold_start_ms"] = {"cckm-aws-sync": ours_ms, "python-boto3": python_ms}
+    print(f"cckm-aws-sync (release build, x86_64): {ours_ms:.1f} ms; Python boto3 handler: {python_ms:.1f} ms")
+
+    # From here on the phases wait on answer times, not on the CPU: the arm64 package builds beside them at
+    # the lowest priority (the engine's own run beside the peers goes first, before the build starts).
+    package_build = PackageBuild()
     print(f"== peers: {args.peer_keys} keys in one region at 20 ms ==")
     with Simulator(args.peer_keys, 20, jitter_ms=4) as sim:
-        peers = {"boto3": boto3_script(sim, args.peer_keys), "custodian": custodian(sim, args.peer_keys)}
         ours = engine(sim, regions[:1], 0.5)
+        package_build.start()
+        peers = {"boto3": boto3_script(sim, args.peer_keys), "custodian": custodian(sim, args.peer_keys)}
     results["peers"] = peers
     results["peers_engine"] = ours
     for name, peer in peers.items():
@@ -416,25 +457,10 @@ def main():
           f"per key; busiest second of GetKeyPolicy {pair['busiest_second_get_key_policy']} calls "
           f"(allowed {pair['allowed_per_second']:.0f}/s); {pair['seconds']:.1f} s")
 
-    print("== cold start: process start to first answer through a Runtime API stub ==")
-    ours_ms = cold_start([str(BIN / "cckm-aws-sync")], lambda_env())
-    python_ms = cold_start([str(peer_python()), "-c", PYTHON_HANDLER], lambda_env())
-    results["cold_start_ms"] = {"cckm-aws-sync": ours_ms, "python-boto3": python_ms}
-    print(f"cckm-aws-sync (bench-fast build): {ours_ms:.1f} ms; Python boto3 handler: {python_ms:.1f} ms")
-    release = ROOT / "target" / "release" / "cckm-aws-sync"
-    if release.exists():
-        release_ms = cold_start([str(release)], lambda_env())
-        results["cold_start_ms"]["cckm-aws-sync-release"] = release_ms
-        print(f"cckm-aws-sync (release build, `cargo build --release`): {release_ms:.1f} ms")
-    else:
-        print("release build: not measured (`cargo build --release` takes about 7-9 minutes here)")
-
-    package = ROOT / "target" / "lambda" / "cckm-aws-sync" / "bootstrap.zip"
-    if package.exists():
-        results["lambda_zip_bytes"] = package.stat().st_size
-        print(f"release arm64 package (make build): {package.stat().st_size / 1e6:.2f} MB zipped")
-    else:
-        print("release arm64 package: not built here (`make build` takes about 10 minutes); not measured")
+    print("== release arm64 package (make build) ==")
+    results["lambda_zip_bytes"] = package_build.wait()
+    print(f"{results['lambda_zip_bytes']:,} bytes zipped "
+          f"({package_build.seconds:.0f} s more to finish the build after the last phase)")
 
     print("== goals ==")
     at20 = main_runs[20]
@@ -454,8 +480,8 @@ def main():
     busiest = pair["busiest_second_get_key_policy"] / pair["allowed_per_second"]
     goals.append(goal("two_workers_busiest_second_of_allowed", busiest, "<= 1.1 (one worker's rate)",
                       busiest <= 1.1))
-    resync_writes = max(r["resync_key_writes"] for r in at20)
-    goals.append(goal("resync_key_item_writes", resync_writes, "0", resync_writes == 0))
+    resync = resync_writes(main_runs[10] + at20)
+    goals.append(goal("resync_key_item_writes", resync, "0", resync == 0))
     results["goals"] = goals
     out = ROOT / "target" / "bench"
     out.mkdir(parents=True, exist_ok=True)

@@ -4,11 +4,12 @@
 //! with its rate limiter; the worker runs every unit of the job at once, as one Lambda invocation runs
 //! the messages of one SQS batch.
 //!
-//! usage: engine-bench <account> <regions, comma-separated> <rate share> <current|legacy> [memory|sink]
+//! usage: engine-bench <account> <regions, comma-separated> <rate share> <current|legacy> [memory|resync|sink]
 //!        engine-bench shared-start <account> <region> <items file>; engine-bench shared-deliver <items file>
 //! (`shared.rs`: worker processes that share DynamoDB on the emulator)
-//! `memory` syncs twice (the second time nothing changed, and nothing should be written); `sink` keeps no
-//! key (see `counting.rs`): the run that measures the engine's own peak memory.
+//! `memory` syncs once; `resync` syncs twice on the same store (the second time nothing changed, and nothing
+//! should be written); `sink` keeps no key (see `counting.rs`): the run that measures the engine's own peak
+//! memory.
 
 mod counting;
 mod shared;
@@ -29,7 +30,7 @@ use uuid::Uuid;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: engine-bench <account> <region,region,...> <rate share> <current|legacy> [memory|sink]"
+        "usage: engine-bench <account> <region,region,...> <rate share> <current|legacy> [memory|resync|sink]"
     );
     std::process::exit(2)
 }
@@ -57,7 +58,7 @@ async fn main() {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let (mut app, parts) = App::in_memory(account, 1000);
     let counting = Arc::new(CountingKeyStore::new(match store {
-        "memory" => Some(app.keys.clone()),
+        "memory" | "resync" => Some(app.keys.clone()),
         "sink" => None,
         _ => usage(),
     }));
@@ -87,7 +88,7 @@ async fn main() {
         .map(|(after, before)| after - before);
     let written = counting.take_written();
     // With keys kept, the same sync again: nothing changed in AWS, so nothing should be written.
-    let resync = if store == "memory" {
+    let resync = if store == "resync" {
         Some(sync(&app, &parts).await)
     } else {
         None
