@@ -19,6 +19,10 @@ Patches (moto 5.2.x; each checks the symbol it replaces and exits loudly if moto
    not decode answers `InvalidMarkerException`.
 3. Atomic DynamoDB requests: moto's threaded server can interleave two updates of one item and lose one;
    DynamoDB requests are served one at a time, as DynamoDB applies each atomically.
+4. One rollback copy per table per transaction: moto's TransactWriteItems deep-copies a table once per
+   *action* (100 copies of the whole jobs table for a transaction of 100 leases), which made a lease
+   transaction take seconds once the table held a few thousand items. The copies are all taken before
+   the first write, so one per table is the same snapshot.
 """
 
 import base64
@@ -183,10 +187,50 @@ def _patch_atomic_dynamodb() -> None:
     cls.call_action = call_action
 
 
+# ---------------------------------------------------------------- 4. one rollback copy per table
+def _patch_transaction_backup() -> None:
+    import copy
+    import threading
+
+    from moto.dynamodb import models as dynamodb_models
+
+    backend = getattr(dynamodb_models, "DynamoDBBackend", None)
+    table_cls = getattr(dynamodb_models, "Table", None)
+    original = vars(backend).get("transact_write_items") if backend else None
+    if not callable(original) or table_cls is None or getattr(dynamodb_models, "copy", None) is not copy:
+        _die("moto.dynamodb.models.DynamoDBBackend.transact_write_items (or its use of copy) changed")
+    state = threading.local()
+
+    class _CopyOncePerTransaction:
+        """`copy` as moto's DynamoDB models see it: inside a transaction a table is deep-copied once."""
+
+        def __getattr__(self, name):
+            return getattr(copy, name)
+
+        def deepcopy(self, value, *args, **kwargs):
+            copies = getattr(state, "copies", None)
+            if copies is None or not isinstance(value, table_cls):
+                return copy.deepcopy(value, *args, **kwargs)
+            if id(value) not in copies:
+                copies[id(value)] = copy.deepcopy(value, *args, **kwargs)
+            return copies[id(value)]
+
+    def transact_write_items(self, *args, **kwargs):
+        state.copies = {}
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            state.copies = None
+
+    dynamodb_models.copy = _CopyOncePerTransaction()
+    backend.transact_write_items = transact_write_items
+
+
 def apply_patches() -> None:
     _patch_lazy_key_material()
     _patch_paging()
     _patch_atomic_dynamodb()
+    _patch_transaction_backup()
 
 
 def _exit_when_stdin_closes() -> None:

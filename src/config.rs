@@ -78,6 +78,8 @@ pub struct SyncSettings {
     pub rate_share: f64,
     /// Today's KMS request quotas, or the older, lower ones.
     pub quotas: Quotas,
+    /// How long an ended job stays in the history before DynamoDB's TTL removes it.
+    pub job_retention: Duration,
 }
 
 impl Default for SyncSettings {
@@ -90,6 +92,7 @@ impl Default for SyncSettings {
             max_attempts: 4,
             rate_share: 0.5,
             quotas: Quotas::Current,
+            job_retention: Duration::from_secs(90 * 86_400),
         }
     }
 }
@@ -158,6 +161,17 @@ impl Config {
                     reason: "a whole number from 1 to 86400".into(),
                 })?;
             sync.lease = Duration::from_secs(seconds);
+        }
+        if let Some(text) = optional("JOB_RETENTION_DAYS") {
+            let days = text
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=3650).contains(n))
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "JOB_RETENTION_DAYS",
+                    reason: "a whole number from 1 to 3650".into(),
+                })?;
+            sync.job_retention = Duration::from_secs(days * 86_400);
         }
         if let Some(text) = optional("SYNC_KEY_CONCURRENCY") {
             sync.key_concurrency = text

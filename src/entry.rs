@@ -118,7 +118,9 @@ impl Entry {
         if request.request_id.is_empty() {
             request.request_id = request_id.to_string();
         }
-        self.api.handle(request).await.into_proxy(payload)
+        let request_id = request.request_id.clone();
+        let proxy = self.api.handle(request).await.into_proxy(payload);
+        crate::api::within_lambda_limit(proxy, &request_id, payload)
     }
 }
 

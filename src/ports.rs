@@ -41,14 +41,23 @@ pub struct UnitProgress {
 #[async_trait]
 pub trait JobStore: Send + Sync {
     /// Leases every unit of the job until `lease_until`, then stores it. `Conflict` naming the running job
-    /// when a unit is leased already; leases taken by a refused call are given back.
+    /// when a unit is leased already; leases taken by a refused or failed call are given back, and a lease
+    /// whose job was never stored (a creation that stopped midway) or has ended counts as free.
     async fn create(&self, job: &Job, lease_until: Timestamp) -> Result<(), AppError>;
     /// The job with every unit.
     async fn get(&self, id: Uuid) -> Result<Option<Job>, AppError>;
     /// The job without its units: the cheap read a worker makes at every page to see `abort`.
     async fn header(&self, id: Uuid) -> Result<Option<Job>, AppError>;
-    /// Every job, newest first, without their units (`Job::units` is empty): `get` gives the detail.
-    async fn list(&self) -> Result<Vec<Job>, AppError>;
+    /// Job headers (`Job::units` is empty: `get` gives the detail), newest or oldest first, handed to
+    /// `visit` as the creation-time index's pages arrive until it answers false: a page of the job list
+    /// reads about what it shows, not the whole history.
+    async fn for_each_header(
+        &self,
+        newest_first: bool,
+        visit: &mut (dyn FnMut(Job) -> bool + Send),
+    ) -> Result<(), AppError>;
+    /// How many jobs the history holds, counted by the index (no header is returned).
+    async fn count(&self) -> Result<usize, AppError>;
     /// Sets `abort`; `NotFound`, or `Conflict` when the job is not in progress.
     async fn request_abort(&self, id: Uuid, now: Timestamp) -> Result<Job, AppError>;
     async fn unit_progress(
@@ -66,8 +75,10 @@ pub trait JobStore: Send + Sync {
         page: PageRecord,
         now: Timestamp,
     ) -> Result<bool, AppError>;
-    /// Ends a unit and adds its counters (keys synced, keys flagged gone) to the job, atomically; false
-    /// when the unit had ended already. The lease is not touched: `release_lease` gives it back.
+    /// Ends a unit and adds its counters (keys synced, keys flagged gone) to the job, each exactly once;
+    /// false when the unit had ended already. A unit found ended has its counters added to the job if the
+    /// call that ended it stopped before that, so calling again after a crash completes the end. The
+    /// lease is not touched: `release_lease` gives it back.
     async fn finish_unit(
         &self,
         job_id: Uuid,
@@ -226,6 +237,8 @@ pub trait KeyStore: Send + Sync {
     async fn get(&self, id: Uuid) -> Result<Option<KeyRecord>, AppError>;
     /// Removes our record; false when there was none.
     async fn delete(&self, id: Uuid) -> Result<bool, AppError>;
+    /// The stored records of these keys (those that are), read by key, not by index or scan.
+    async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<KeyRecord>, AppError>;
     /// What is stored of these keys (those that are), read by key.
     async fn stored_states(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, StoredState>, AppError>;
     /// Hands each stored key of one `"<account>/<region>"` to `visit`, reduced to its stub, as the key

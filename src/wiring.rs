@@ -42,7 +42,11 @@ pub fn build_entry(config: &Config, sdk: &SdkConfig) -> Result<Entry, ConfigErro
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     let app = App {
         kms: Arc::new(DynamoKmsRegistry::new(dynamodb.clone(), &config.kms_table)),
-        jobs: Arc::new(DynamoJobStore::new(dynamodb.clone(), &config.jobs_table)),
+        jobs: Arc::new(DynamoJobStore::new(
+            dynamodb.clone(),
+            &config.jobs_table,
+            config.sync.job_retention,
+        )),
         keys: Arc::new(DynamoKeyStore::new(
             dynamodb,
             &config.keys_table,

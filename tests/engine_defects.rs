@@ -60,8 +60,15 @@ impl JobStore for Faulty {
     async fn header(&self, id: Uuid) -> Result<Option<Job>, AppError> {
         self.inner.header(id).await
     }
-    async fn list(&self) -> Result<Vec<Job>, AppError> {
-        self.inner.list().await
+    async fn for_each_header(
+        &self,
+        newest_first: bool,
+        visit: &mut (dyn FnMut(Job) -> bool + Send),
+    ) -> Result<(), AppError> {
+        self.inner.for_each_header(newest_first, visit).await
+    }
+    async fn count(&self) -> Result<usize, AppError> {
+        self.inner.count().await
     }
     async fn request_abort(&self, id: Uuid, now: Timestamp) -> Result<Job, AppError> {
         self.inner.request_abort(id, now).await

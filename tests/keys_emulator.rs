@@ -179,6 +179,27 @@ async fn every_filter_sort_and_page_agrees_with_an_independent_computation_over_
             format!("arn={}", text(some, "aws_param.Arn")),
             Box::new(|k| k["aws_param"]["Arn"] == some["aws_param"]["Arn"]),
         ),
+        // Read by key: the ARN of the key id in each region the query's KMS resources cover.
+        (
+            format!(
+                "keyid={}&region={}&keyid=00000000-0000-4000-8000-00000000dead",
+                text(some, "aws_param.KeyID"),
+                text(some, "region")
+            ),
+            Box::new(|k| {
+                k["region"] == some["region"]
+                    && (k["aws_param"]["KeyID"] == some["aws_param"]["KeyID"]
+                        || k["aws_param"]["KeyID"] == "00000000-0000-4000-8000-00000000dead")
+            }),
+        ),
+        (
+            format!(
+                "arn={}&kms={}",
+                text(some, "aws_param.Arn"),
+                text(some, "kms")
+            ),
+            Box::new(|k| k["aws_param"]["Arn"] == some["aws_param"]["Arn"]),
+        ),
         (
             "alias=alias/eu-west-1-9".into(),
             Box::new(|k| {
@@ -249,6 +270,7 @@ async fn every_filter_sort_and_page_agrees_with_an_independent_computation_over_
             }),
         ),
         ("kms=nobody".into(), Box::new(|_| false)),
+        ("id=nobody".into(), Box::new(|_| false)),
     ];
     for (query, predicate) in &filters {
         let expected: Vec<Value> = all.iter().filter(|k| predicate(k)).cloned().collect();

@@ -87,6 +87,15 @@ struct JobState {
 #[derive(Default)]
 pub struct MemoryJobStore {
     state: Mutex<JobState>,
+    /// Job headers handed out by `for_each_header`, so that tests can see how much of the history a list
+    /// read.
+    headers_read: std::sync::atomic::AtomicUsize,
+}
+
+impl MemoryJobStore {
+    pub fn headers_read(&self) -> usize {
+        self.headers_read.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 fn not_found(id: Uuid) -> AppError {
@@ -98,8 +107,12 @@ impl JobStore for MemoryJobStore {
     async fn create(&self, job: &Job, lease_until: Timestamp) -> Result<(), AppError> {
         let mut state = lock(&self.state);
         for key in job.units.keys() {
+            // A lease of a job that does not exist or has ended is free, as in DynamoDB, and so is this
+            // job's own (a creation tried again).
             if let Some((holder, until)) = state.leases.get(key)
                 && *until > job.created_at
+                && *holder != job.id
+                && state.jobs.get(holder).is_some_and(|s| s.job.is_running())
             {
                 return Err(AppError::Conflict(format!(
                     "synchronization job '{holder}' is already synchronizing {key}"
@@ -155,9 +168,12 @@ impl JobStore for MemoryJobStore {
         }))
     }
 
-    async fn list(&self) -> Result<Vec<Job>, AppError> {
-        let state = lock(&self.state);
-        let mut jobs: Vec<Job> = state
+    async fn for_each_header(
+        &self,
+        newest_first: bool,
+        visit: &mut (dyn FnMut(Job) -> bool + Send),
+    ) -> Result<(), AppError> {
+        let mut jobs: Vec<Job> = lock(&self.state)
             .jobs
             .values()
             .map(|stored| Job {
@@ -165,8 +181,22 @@ impl JobStore for MemoryJobStore {
                 ..stored.job.clone()
             })
             .collect();
-        jobs.sort_by_key(|job| std::cmp::Reverse(job.created_at));
-        Ok(jobs)
+        jobs.sort_by_key(|job| job.created_at);
+        if newest_first {
+            jobs.reverse();
+        }
+        for job in jobs {
+            self.headers_read
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if !visit(job) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn count(&self) -> Result<usize, AppError> {
+        Ok(lock(&self.state).jobs.len())
     }
 
     async fn request_abort(&self, id: Uuid, now: Timestamp) -> Result<Job, AppError> {
@@ -419,6 +449,11 @@ impl KeyStore for MemoryKeyStore {
 
     async fn get(&self, id: Uuid) -> Result<Option<KeyRecord>, AppError> {
         Ok(lock(&self.keys).get(&id).cloned())
+    }
+
+    async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<KeyRecord>, AppError> {
+        let keys = lock(&self.keys);
+        Ok(ids.iter().filter_map(|id| keys.get(id).cloned()).collect())
     }
 
     async fn delete(&self, id: Uuid) -> Result<bool, AppError> {

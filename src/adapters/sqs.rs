@@ -7,8 +7,11 @@ use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_smithy_types::error::display::DisplayErrorContext;
+use futures::{StreamExt, stream};
 
 const SEND_BATCH_LIMIT: usize = 10;
+/// SendMessageBatch calls in flight at once.
+const SEND_CONCURRENCY: usize = 8;
 /// Rounds of resending the entries a batch reported as failed.
 const SEND_ROUNDS: usize = 4;
 
@@ -69,8 +72,15 @@ impl SqsDispatcher {
 #[async_trait]
 impl Dispatcher for SqsDispatcher {
     async fn dispatch(&self, items: &[WorkItem]) -> Result<(), AppError> {
+        // Several batches at once: a job of 850 units is 85 calls, which one after another would take
+        // seconds of the API's 29.
+        let mut batches = Vec::new();
         for chunk in items.chunks(SEND_BATCH_LIMIT) {
-            self.send_chunk(chunk).await?;
+            batches.push(self.send_chunk(chunk));
+        }
+        let mut sends = stream::iter(batches).buffer_unordered(SEND_CONCURRENCY);
+        while let Some(sent) = sends.next().await {
+            sent?;
         }
         Ok(())
     }

@@ -11,7 +11,9 @@ use crate::app::App;
 use crate::domain::AppError;
 use auth::Authenticator;
 use request::HttpRequest;
+use request::Payload;
 use response::HttpResponse;
+use serde_json::Value;
 
 /// The routes of spec sections 1–3, by path shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,11 +58,7 @@ impl Api {
     }
 
     pub async fn handle(&self, request: HttpRequest) -> HttpResponse {
-        match self
-            .dispatch(&request)
-            .await
-            .and_then(fits_a_lambda_response)
-        {
+        match self.dispatch(&request).await {
             Ok(response) => response,
             Err(err) => {
                 if !matches!(err, AppError::Internal(_)) {
@@ -100,20 +98,23 @@ impl Api {
     }
 }
 
-/// Lambda returns at most 6 MB; past a margin for the proxy envelope, a list must be asked for in pages.
-const MAX_RESPONSE_BODY: usize = 5_500_000;
+/// Lambda returns at most 6 MB (6,291,456 bytes) of serialized response; a margin is kept for the runtime.
+const MAX_PROXY_RESPONSE: usize = 6_200_000;
 
-fn fits_a_lambda_response(response: HttpResponse) -> Result<HttpResponse, AppError> {
-    let size = response
-        .body
-        .as_ref()
-        .map_or(0, |body| body.to_string().len());
-    if size > MAX_RESPONSE_BODY {
-        return Err(AppError::InvalidParam(format!(
-            "the answer ({size} bytes) is larger than a Lambda function can return; page with limit and skip"
-        )));
+/// The proxy response as it leaves the function, or a refusal asking for pages when it would pass Lambda's
+/// limit. The whole proxy object counts, and its body is a JSON string in which every quote is escaped, so
+/// the answer can be far larger than the body.
+pub fn within_lambda_limit(proxy: Value, request_id: &str, payload: Payload) -> Value {
+    let size = proxy.to_string().len();
+    if size <= MAX_PROXY_RESPONSE {
+        return proxy;
     }
-    Ok(response)
+    let err = AppError::InvalidParam(format!(
+        "the answer ({size} bytes as a Lambda response) is larger than a Lambda function can return; \
+         page with limit and skip"
+    ));
+    tracing::info!(request_id, size, "answer too large for Lambda; refused");
+    HttpResponse::error(&err, request_id).into_proxy(payload)
 }
 
 #[cfg(test)]
@@ -121,13 +122,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_answer_too_large_for_lambda_asks_for_paging() {
-        let big = HttpResponse::json(200, serde_json::json!({"x": "y".repeat(MAX_RESPONSE_BODY)}));
-        assert!(
-            matches!(fits_a_lambda_response(big), Err(AppError::InvalidParam(m)) if m.contains("limit"))
+    fn an_answer_too_large_for_lambda_once_in_its_proxy_form_asks_for_paging() {
+        // A 4.5 MB body of short quoted strings: its proxy form escapes every quote, and passes 6 MB.
+        let items = vec![serde_json::json!({"k": "v"}); 450_000];
+        let body = serde_json::json!({"resources": items});
+        assert!(body.to_string().len() < 5_000_000);
+        for payload in [Payload::RestV1, Payload::HttpV2] {
+            let proxy = HttpResponse::json(200, body.clone()).into_proxy(payload);
+            let answer = within_lambda_limit(proxy, "r", payload);
+            assert_eq!(answer["statusCode"], 400);
+            assert!(
+                answer["body"]
+                    .as_str()
+                    .unwrap()
+                    .contains("page with limit and skip")
+            );
+        }
+        let small =
+            HttpResponse::json(200, serde_json::json!({"x": 1})).into_proxy(Payload::RestV1);
+        assert_eq!(
+            within_lambda_limit(small.clone(), "r", Payload::RestV1),
+            small
         );
-        let small = HttpResponse::json(200, serde_json::json!({"x": 1}));
-        assert!(fits_a_lambda_response(small).is_ok());
     }
 
     #[test]

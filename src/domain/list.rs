@@ -11,6 +11,11 @@ use std::collections::BTreeMap;
 pub const DEFAULT_LIMIT: usize = 10;
 /// The largest page a caller may ask for, other than `-1` (all).
 pub const MAX_LIMIT: usize = 1000;
+/// The most values one filter may be given: each is a lookup, and a request must end within the API's 29 s.
+pub const MAX_FILTER_VALUES: usize = 100;
+/// The deepest a list may be paged with `skip`: every skipped item is still read. Past it, narrow the
+/// list with filters.
+pub const MAX_SKIP: usize = 10_000;
 
 /// Query parameters as they arrived: each name with every value it was given.
 pub type QueryMap = BTreeMap<String, Vec<String>>;
@@ -69,6 +74,12 @@ impl ListQuery {
                             "unknown query parameter '{name}'"
                         )));
                     };
+                    if values.len() > MAX_FILTER_VALUES {
+                        return Err(AppError::InvalidParam(format!(
+                            "{name} is given {} values; at most {MAX_FILTER_VALUES} are allowed",
+                            values.len()
+                        )));
+                    }
                     if *kind == FilterKind::Bool
                         && values.iter().any(|v| v != "true" && v != "false")
                     {
@@ -82,11 +93,19 @@ impl ListQuery {
         }
         let skip = match single(query, "skip")? {
             None => 0,
-            Some(text) => text.parse::<usize>().map_err(|_| {
-                AppError::InvalidParam(format!(
-                    "skip must be a whole number of 0 or more, not '{text}'"
-                ))
-            })?,
+            Some(text) => match text.parse::<usize>() {
+                Ok(skip) if skip <= MAX_SKIP => skip,
+                Ok(_) => {
+                    return Err(AppError::InvalidParam(format!(
+                        "skip may be at most {MAX_SKIP}, not {text}: narrow the list with filters"
+                    )));
+                }
+                Err(_) => {
+                    return Err(AppError::InvalidParam(format!(
+                        "skip must be a whole number of 0 or more, not '{text}'"
+                    )));
+                }
+            },
         };
         let limit = match single(query, "limit")? {
             None => Some(DEFAULT_LIMIT),
@@ -292,6 +311,7 @@ mod tests {
             vec![("gone", "yes")],
             vec![("colour", "blue")],
             vec![("limit", "1"), ("limit", "2")],
+            vec![("skip", "10001")],
         ] {
             assert!(
                 matches!(
@@ -301,6 +321,20 @@ mod tests {
                 "{pairs:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_filter_takes_at_most_100_values_and_skip_is_bounded() {
+        let values: Vec<String> = (0..=MAX_FILTER_VALUES).map(|i| format!("k{i}")).collect();
+        let mut many = QueryMap::new();
+        many.insert("name".into(), values.clone());
+        let err = ListQuery::parse(&many, &SPEC).unwrap_err();
+        assert!(err.to_string().contains("at most 100"), "{err}");
+        many.insert("name".into(), values[..MAX_FILTER_VALUES].to_vec());
+        assert!(ListQuery::parse(&many, &SPEC).is_ok());
+        let deep = ListQuery::parse(&query(&[("skip", "10001")]), &SPEC).unwrap_err();
+        assert!(deep.to_string().contains("at most 10000"), "{deep}");
+        assert!(ListQuery::parse(&query(&[("skip", "10000")]), &SPEC).is_ok());
     }
 
     #[test]

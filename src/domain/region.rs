@@ -24,9 +24,28 @@ pub fn is_valid_region(name: &str) -> bool {
         && number.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// The partition a region belongs to, as its ARNs spell it.
+pub fn partition_of(region: &str) -> &'static str {
+    match region.split('-').take(2).collect::<Vec<_>>().as_slice() {
+        ["cn", ..] => "aws-cn",
+        ["us", "gov"] => "aws-us-gov",
+        ["us", "iso"] => "aws-iso",
+        ["us", "isob"] => "aws-iso-b",
+        _ => "aws",
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::is_valid_region;
+    use super::{is_valid_region, partition_of};
+
+    #[test]
+    fn regions_belong_to_their_partition() {
+        assert_eq!(partition_of("eu-west-1"), "aws");
+        assert_eq!(partition_of("cn-north-1"), "aws-cn");
+        assert_eq!(partition_of("us-gov-west-1"), "aws-us-gov");
+        assert_eq!(partition_of("us-east-1"), "aws");
+    }
 
     #[test]
     fn accepts_real_region_names() {

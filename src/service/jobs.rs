@@ -36,6 +36,20 @@ pub async fn start(app: &App, request: SyncRequest) -> Result<Job, AppError> {
     Ok(job)
 }
 
+/// The ids of the jobs in progress, newest first.
+pub async fn running(app: &App) -> Result<Vec<Uuid>, AppError> {
+    let mut running = Vec::new();
+    app.jobs
+        .for_each_header(true, &mut |job| {
+            if job.is_running() {
+                running.push(job.id);
+            }
+            true
+        })
+        .await?;
+    Ok(running)
+}
+
 /// Asks the job's workers to stop. A job whose workers are gone (every lease lapsed) ends right away.
 pub async fn cancel(app: &App, id: Uuid) -> Result<Job, AppError> {
     let job = app.jobs.request_abort(id, now()).await?;
@@ -45,8 +59,8 @@ pub async fn cancel(app: &App, id: Uuid) -> Result<Job, AppError> {
 
 /// Ends every job in progress whose workers are gone (scheduled runs call this before starting).
 pub async fn sweep_abandoned(app: &App) -> Result<(), AppError> {
-    for header in app.jobs.list().await?.into_iter().filter(Job::is_running) {
-        if let Some(job) = app.jobs.get(header.id).await? {
+    for id in running(app).await? {
+        if let Some(job) = app.jobs.get(id).await? {
             end_if_abandoned(app, &job).await?;
         }
     }
@@ -64,6 +78,14 @@ async fn end_if_abandoned(app: &App, job: &Job) -> Result<Option<Job>, AppError>
         .filter(|(_, u)| !u.status.is_final())
         .map(|(key, _)| key)
         .collect();
+    if open.is_empty() && job.progress.units_done < job.progress.units_total {
+        // Every unit ended, but some end was not counted on the job (its worker stopped in between, and
+        // its message is gone): counting them again is a no-op for the others.
+        for (key, entry) in &job.units {
+            app.jobs.finish_unit(job.id, key, &entry.status, at).await?;
+        }
+        return app.jobs.complete_if_done(job.id, at).await;
+    }
     for key in &open {
         let lease = app.jobs.lease(key).await?;
         if lease.is_some_and(|(holder, until)| holder == job.id && until > at) {

@@ -27,22 +27,16 @@ pub async fn patch(app: &App, id: &str, body: &[u8]) -> Result<KmsResource, AppE
 
 pub async fn delete(app: &App, id: &str) -> Result<(), AppError> {
     let kms = get(app, id).await?;
-    for job in app
-        .jobs
-        .list()
-        .await?
-        .into_iter()
-        .filter(|job| job.is_running())
-    {
+    for job_id in super::jobs::running(app).await? {
         let uses_it = app
             .jobs
-            .get(job.id)
+            .get(job_id)
             .await?
             .is_some_and(|job| job.units.values().any(|u| u.unit.kms_id == kms.id));
         if uses_it {
             return Err(AppError::Conflict(format!(
-                "KMS resource '{}' is in use by running synchronization job '{}'",
-                kms.name, job.id
+                "KMS resource '{}' is in use by running synchronization job '{job_id}'",
+                kms.name
             )));
         }
     }

@@ -187,7 +187,11 @@ impl Delivery<'_> {
             return Ok(None);
         };
         if progress.status.is_final() {
-            // A redelivery after the unit ended: the lease and the job's own ending may have been lost.
+            // A redelivery after the unit ended: its count on the job, the lease and the job's own ending
+            // may have been lost.
+            app.jobs
+                .finish_unit(job_id, &self.unit_key, &progress.status, now())
+                .await?;
             after_unit_end(app, job_id, &self.unit_key).await?;
             return Ok(None);
         }

@@ -66,7 +66,7 @@ impl Backend {
     /// Everything stored about jobs (headers, units, leases): zero means no job was written.
     pub async fn job_items(&self) -> usize {
         match self {
-            Backend::Memory { entry, .. } => entry.app.jobs.list().await.expect("list jobs").len(),
+            Backend::Memory { entry, .. } => entry.app.jobs.count().await.expect("count jobs"),
             Backend::Emulator { stack } => stack.count_items(&stack.config.jobs_table).await,
         }
     }

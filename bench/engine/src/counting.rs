@@ -46,6 +46,12 @@ impl KeyStore for CountingKeyStore {
             None => Ok(None),
         }
     }
+    async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<KeyRecord>, AppError> {
+        match &self.inner {
+            Some(inner) => inner.get_many(ids).await,
+            None => Ok(Vec::new()),
+        }
+    }
     async fn delete(&self, id: Uuid) -> Result<bool, AppError> {
         match &self.inner {
             Some(inner) => inner.delete(id).await,

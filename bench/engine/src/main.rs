@@ -6,12 +6,14 @@
 //!
 //! usage: engine-bench <account> <regions, comma-separated> <rate share> <current|legacy> [memory|resync|sink]
 //!        engine-bench shared-start <account> <region> <items file>; engine-bench shared-deliver <items file>
+//!        engine-bench scale-create|scale-finish|scale-check ... (`scale.rs`: jobs of 850 units)
 //! (`shared.rs`: worker processes that share DynamoDB on the emulator)
 //! `memory` syncs once; `resync` syncs twice on the same store (the second time nothing changed, and nothing
 //! should be written); `sink` keeps no key (see `counting.rs`): the run that measures the engine's own peak
 //! memory.
 
 mod counting;
+mod scale;
 mod shared;
 
 use cckm_aws_sync::adapters::kms::AwsKeySourceFactory;
@@ -41,6 +43,9 @@ async fn main() {
     match args.first().map(String::as_str) {
         Some("shared-start") => return shared::start(&args[1..]).await,
         Some("shared-deliver") => return shared::deliver(&args[1..]).await,
+        Some("scale-create") => return scale::create(&args[1..]).await,
+        Some("scale-finish") => return scale::finish(&args[1..]).await,
+        Some("scale-check") => return scale::check(&args[1..]).await,
         _ => {}
     }
     let (account, regions, share, quotas, store) = match args.as_slice() {

@@ -13,13 +13,13 @@ use cckm_aws_sync::worker::unit::{self, Outcome};
 use serde_json::json;
 use std::time::Instant;
 
-async fn entry() -> Entry {
+pub async fn entry() -> Entry {
     let config = Config::from_env().unwrap_or_else(|err| fail(&err.to_string()));
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     cckm_aws_sync::wiring::build_entry(&config, &sdk).unwrap_or_else(|err| fail(&err.to_string()))
 }
 
-fn fail(message: &str) -> ! {
+pub fn fail(message: &str) -> ! {
     eprintln!("engine-bench: {message}");
     std::process::exit(1)
 }

@@ -2,8 +2,8 @@
 //! page is counted once, a unit ends once and a job ends once, whatever the races and redeliveries.
 
 use super::{
-    Item, all_pages, batch_put, condition_failed, for_each_page, from_item, n, s, store_error,
-    to_item, transaction_condition_failed, written,
+    CONDITION_FAILED, Item, all_pages, batch_put, cancellation_reasons, condition_failed,
+    for_each_page, from_item, n, s, store_error, to_item, transaction_condition_failed, written,
 };
 use crate::domain::AppError;
 use crate::domain::job::{Job, JobStatus, Progress, Unit, UnitEntry, UnitStatus};
@@ -12,16 +12,33 @@ use crate::ports::{JobStore, LeaseRenewal, PageRecord, UnitProgress};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValue, Select, TransactWriteItem, Update,
+};
+use futures::{StreamExt, stream};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::time::Duration;
 use uuid::Uuid;
 
 const HEADER_SK: &str = "META";
 const LIST_PK: &str = "JOB";
+/// The index of job headers by creation time.
+const LIST_INDEX: &str = "by_created";
+/// Headers read per query of the job list: pages of the API's default size need one.
+const HEADERS_PER_QUERY: i32 = 50;
 /// Attempts at a conditional transition while concurrent writers keep moving its item (page records and
 /// sweep counts under a unit's end, a cancel under a job's end).
 const TRANSITION_ATTEMPTS: usize = 5;
+/// Leases per transaction: TransactWriteItems takes at most 100 actions.
+const LEASES_PER_TRANSACTION: usize = 100;
+/// Lease transactions (and lease give-backs) in flight at once while a job is created.
+const CREATION_CONCURRENCY: usize = 8;
+/// Tries of one lease transaction that other creations keep cancelling, or that meets stale leases.
+const LEASE_ATTEMPTS: u32 = 6;
+/// A lease whose job was never stored (its creation stopped between the leases and the header) is free
+/// after this long: far past the 29 s an API request may take.
+const ORPHAN_AFTER_SECONDS: i64 = 120;
 
 #[derive(Serialize, Deserialize)]
 struct HeaderItem {
@@ -64,6 +81,9 @@ struct UnitItem {
     /// Keys the unit's gone sweep flagged, counted with each flag (see `keys.rs`).
     #[serde(default)]
     keys_gone: u64,
+    /// When DynamoDB's TTL removes the item (epoch seconds): set again when the unit ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<i64>,
 }
 
 pub(super) fn job_pk(id: Uuid) -> String {
@@ -152,13 +172,16 @@ impl HeaderItem {
 pub struct DynamoJobStore {
     client: Client,
     table: String,
+    /// How long an ended job's items stay before the TTL (`expires_at`) removes them.
+    retention: Duration,
 }
 
 impl DynamoJobStore {
-    pub fn new(client: Client, table: &str) -> Self {
+    pub fn new(client: Client, table: &str, retention: Duration) -> Self {
         DynamoJobStore {
             client,
             table: table.to_string(),
+            retention,
         }
     }
 
@@ -183,48 +206,133 @@ impl DynamoJobStore {
             .transpose()
     }
 
-    /// Takes the lease of one unit, or names the job that holds it. A put whose answer was lost and whose
-    /// retry then failed its condition on this very job's lease counts as taken.
-    async fn take_lease(
+    /// Takes the leases of some units in one transaction, or names the job that holds one of them. A lease
+    /// left by a creation that never finished (its job does not exist) or by a job that ended is freed
+    /// first. Rewriting this job's own lease succeeds, so a retry after a lost answer counts as taken.
+    async fn take_leases(
         &self,
-        unit_key: &str,
+        unit_keys: &[&String],
         job: &Job,
         until: Timestamp,
     ) -> Result<(), AppError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(lease_pk(unit_key)))
-            .item("sk", s("LEASE"))
-            .item("job_id", s(job.id.to_string()))
-            .item("lease_until", n(until.timestamp()))
-            // Removed by DynamoDB TTL a day after it lapses, if no worker released it.
-            .item("expires_at", n(until.timestamp() + 86_400))
-            .condition_expression("attribute_not_exists(pk) OR lease_until < :now")
-            .expression_attribute_values(":now", n(job.created_at.timestamp()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if condition_failed(&err) => match JobStore::lease(self, unit_key).await? {
-                Some((holder, _)) if holder == job.id => Ok(()),
-                holder => Err(AppError::Conflict(format!(
-                    "synchronization job '{}' is already synchronizing {unit_key}",
-                    holder.map_or_else(|| "unknown".to_string(), |(id, _)| id.to_string())
-                ))),
-            },
-            Err(err) => Err(store_error("take lease", err)),
+        for attempt in 0..LEASE_ATTEMPTS {
+            let puts = unit_keys
+                .iter()
+                .map(|key| {
+                    let put = Put::builder()
+                        .table_name(&self.table)
+                        .item("pk", s(lease_pk(key)))
+                        .item("sk", s("LEASE"))
+                        .item("job_id", s(job.id.to_string()))
+                        .item("lease_until", n(until.timestamp()))
+                        .item("taken_at", n(job.created_at.timestamp()))
+                        // Removed by DynamoDB TTL a day after it lapses, if no worker released it.
+                        .item("expires_at", n(until.timestamp() + 86_400))
+                        .condition_expression(
+                            "attribute_not_exists(pk) OR lease_until < :now OR job_id = :job",
+                        )
+                        .expression_attribute_values(":now", n(job.created_at.timestamp()))
+                        .expression_attribute_values(":job", s(job.id.to_string()))
+                        .build();
+                    Ok(TransactWriteItem::builder().put(build(put)?).build())
+                })
+                .collect::<Result<Vec<_>, AppError>>()?;
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(puts))
+                .send()
+                .await;
+            let reasons = match result {
+                Ok(_) => return Ok(()),
+                Err(err) => match cancellation_reasons(&err) {
+                    Some(reasons) if reasons.len() == unit_keys.len() => reasons,
+                    _ => return Err(store_error("take leases", err)),
+                },
+            };
+            let held: Vec<&String> = unit_keys
+                .iter()
+                .zip(&reasons)
+                .filter(|(_, reason)| reason.as_deref() == Some(CONDITION_FAILED))
+                .map(|(key, _)| *key)
+                .collect();
+            if held.is_empty() {
+                // Another creation wrote one of these leases at the same moment: try again shortly.
+                tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
+            }
+            for key in held {
+                if !self.free_stale_lease(key, job.created_at).await? {
+                    return Err(AppError::Conflict(format!(
+                        "synchronization job '{}' is already synchronizing {key}",
+                        JobStore::lease(self, key)
+                            .await?
+                            .map_or_else(|| "unknown".to_string(), |(id, _)| id.to_string())
+                    )));
+                }
+            }
         }
+        Err(AppError::Internal(format!(
+            "the leases of job {} kept conflicting",
+            job.id
+        )))
     }
 
-    /// Gives back the leases a refused or failed creation took; a failure here is logged, and the leases
-    /// then lapse on their own.
+    /// Frees the lease of a unit when its holder will never work it: a job that does not exist although
+    /// the lease was taken long ago (a creation that stopped between its leases and its header), or a job
+    /// that ended without giving the lease back. True when the lease is free now (or changed meanwhile).
+    async fn free_stale_lease(&self, unit_key: &str, now: Timestamp) -> Result<bool, AppError> {
+        let Some(item) = self.get_item(lease_pk(unit_key), "LEASE".into()).await? else {
+            return Ok(true);
+        };
+        let number = |name: &str| {
+            item.get(name)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<i64>().ok())
+        };
+        let Some(holder) = item
+            .get("job_id")
+            .and_then(|v| v.as_s().ok())
+            .and_then(|id| Uuid::parse_str(id).ok())
+        else {
+            return Ok(false);
+        };
+        let stale = match self.header(holder).await? {
+            Some(job) => !job.is_running(),
+            None => number("taken_at").unwrap_or(0) < now.timestamp() - ORPHAN_AFTER_SECONDS,
+        };
+        if !stale {
+            return Ok(false);
+        }
+        tracing::warn!(unit = unit_key, job_id = %holder, "freeing a lease its job will never use");
+        JobStore::release_lease(self, unit_key, holder).await?;
+        Ok(true)
+    }
+
+    /// Gives back the leases a refused or failed creation took, several at a time; a failure here is
+    /// logged, and the leases are then freed by the next creation that meets them (`free_stale_lease`).
     async fn release_leases(&self, unit_keys: &[&String], job_id: Uuid) {
-        for key in unit_keys {
-            if let Err(err) = JobStore::release_lease(self, key, job_id).await {
-                tracing::warn!(%job_id, unit = %key, error = %err, "could not give a lease back");
-            }
+        stream::iter(unit_keys)
+            .for_each_concurrent(CREATION_CONCURRENCY, |key| async move {
+                if let Err(err) = JobStore::release_lease(self, key, job_id).await {
+                    tracing::warn!(%job_id, unit = %key, error = %err, "could not give a lease back");
+                }
+            })
+            .await;
+    }
+
+    /// Deletes the header of a job whose creation failed; a failure here is logged, and the job, left
+    /// without leases, is ended by the sweep of abandoned jobs.
+    async fn forget_header(&self, job_id: Uuid) {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(job_id)))
+            .key("sk", s(HEADER_SK))
+            .send()
+            .await;
+        if let Err(err) = result {
+            tracing::warn!(%job_id, error = %store_error("delete job header", err), "could not take a failed job back");
         }
     }
 
@@ -247,6 +355,7 @@ impl DynamoJobStore {
                     pages_done: 0,
                     keys_synced: 0,
                     keys_gone: 0,
+                    expires_at: Some(self.unit_expiry(job.created_at)),
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -259,6 +368,47 @@ impl DynamoJobStore {
             .await
             .map_err(|e| store_error("put job header", e))?;
         Ok(())
+    }
+
+    /// Adds an ended unit's counters to the job header, once: the header keeps the set of units it counted
+    /// (`units_ended`). A plain conditional update, not a transaction: the header is the one item every
+    /// unit's end writes, and concurrent transactions on one item cancel each other (`TransactionConflict`).
+    async fn count_on_job(
+        &self,
+        job_id: Uuid,
+        unit_key: &str,
+        unit: &UnitItem,
+        now: Timestamp,
+    ) -> Result<(), AppError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(job_id)))
+            .key("sk", s(HEADER_SK))
+            .update_expression(
+                "SET units_done = units_done + :one, units_failed = units_failed + :failed, \
+                 keys_synced = keys_synced + :keys, keys_gone = keys_gone + :gone, updatedAt = :now \
+                 ADD units_ended :units",
+            )
+            .condition_expression("attribute_exists(pk) AND NOT contains(units_ended, :unit)")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":failed", n(u64::from(unit.state == "failed")))
+            .expression_attribute_values(":keys", n(unit.keys_synced))
+            .expression_attribute_values(":gone", n(unit.keys_gone))
+            .expression_attribute_values(":now", s(format(&now)))
+            .expression_attribute_values(":units", AttributeValue::Ss(vec![unit_key.to_string()]))
+            .expression_attribute_values(":unit", s(unit_key))
+            .send()
+            .await;
+        // False: counted already (or the job is gone): nothing to add.
+        written(result, "count unit on job").map(|_| ())
+    }
+
+    /// When a unit's item expires: a week past its job's history, since a job ends within its units' lease
+    /// of their last end.
+    fn unit_expiry(&self, now: Timestamp) -> i64 {
+        now.timestamp() + self.retention.as_secs() as i64 + SEEN_RETENTION_SECONDS
     }
 
     /// Writes the end status the header's counters and `abort` call for, conditioned on that very `abort`
@@ -276,7 +426,8 @@ impl DynamoJobStore {
             .key("pk", s(job_pk(job.id)))
             .key("sk", s(HEADER_SK))
             .update_expression(
-                "SET overall_status = :status, completed_at = :now, updatedAt = :now",
+                "SET overall_status = :status, completed_at = :now, updatedAt = :now, \
+                 expires_at = :expires",
             )
             .condition_expression(
                 "overall_status = :running AND units_done = units_total AND #abort = :abort",
@@ -286,6 +437,10 @@ impl DynamoJobStore {
             .expression_attribute_values(":now", s(format(&now)))
             .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
             .expression_attribute_values(":abort", AttributeValue::Bool(job.abort))
+            .expression_attribute_values(
+                ":expires",
+                n(now.timestamp() + self.retention.as_secs() as i64),
+            )
             .return_values(ReturnValue::None)
             .send()
             .await;
@@ -300,18 +455,37 @@ fn build<T, E: std::fmt::Display>(built: Result<T, E>) -> Result<T, AppError> {
 #[async_trait]
 impl JobStore for DynamoJobStore {
     async fn create(&self, job: &Job, lease_until: Timestamp) -> Result<(), AppError> {
-        let mut taken = Vec::new();
-        for key in job.units.keys() {
-            // Counted before the put: a put that failed after it committed (a lost answer) must be given
-            // back too. Giving back is conditional on this job, so another job's lease is never touched.
-            taken.push(key);
-            if let Err(err) = self.take_lease(key, job, lease_until).await {
-                self.release_leases(&taken, job.id).await;
-                return Err(err);
-            }
+        let unit_keys: Vec<&String> = job.units.keys().collect();
+        let chunks: Vec<&[&String]> = unit_keys.chunks(LEASES_PER_TRANSACTION).collect();
+        // Futures built in a loop, not a closure: `async_trait` cannot prove a closure's future general
+        // over the lifetimes of what it borrows.
+        let mut transactions = Vec::with_capacity(chunks.len());
+        for chunk in &chunks {
+            transactions.push(self.take_leases(chunk, job, lease_until));
+        }
+        let results: Vec<Result<(), AppError>> = stream::iter(transactions)
+            .buffered(CREATION_CONCURRENCY)
+            .collect()
+            .await;
+        if results.iter().any(Result::is_err) {
+            // A refused transaction wrote nothing; any other may have committed (a lost answer), and must
+            // be given back. Giving back is conditional on this job: another job's lease is never touched.
+            let taken: Vec<&String> = chunks
+                .iter()
+                .zip(&results)
+                .filter(|(_, result)| !matches!(result, Err(AppError::Conflict(_))))
+                .flat_map(|(chunk, _)| chunk.iter().copied())
+                .collect();
+            self.release_leases(&taken, job.id).await;
+            let mut errors: Vec<AppError> = results.into_iter().filter_map(Result::err).collect();
+            errors.sort_by_key(|err| !matches!(err, AppError::Conflict(_)));
+            return Err(errors.remove(0));
         }
         if let Err(err) = self.write_job(job).await {
-            self.release_leases(&taken, job.id).await;
+            // The header's put may have committed although its answer was lost: take it back first, so
+            // that no job stays without its leases (its unit items expire with the TTL).
+            self.forget_header(job.id).await;
+            self.release_leases(&unit_keys, job.id).await;
             return Err(err);
         }
         Ok(())
@@ -366,27 +540,60 @@ impl JobStore for DynamoJobStore {
             .map(HeaderItem::into_job))
     }
 
-    async fn list(&self) -> Result<Vec<Job>, AppError> {
-        let items = all_pages(|start| async move {
+    async fn for_each_header(
+        &self,
+        newest_first: bool,
+        visit: &mut (dyn FnMut(Job) -> bool + Send),
+    ) -> Result<(), AppError> {
+        let mut start = None;
+        loop {
             let output = self
                 .client
                 .query()
                 .table_name(&self.table)
-                .index_name("by_created")
+                .index_name(LIST_INDEX)
                 .key_condition_expression("list_pk = :list")
                 .expression_attribute_values(":list", s(LIST_PK))
-                .scan_index_forward(false)
+                .scan_index_forward(!newest_first)
+                .limit(HEADERS_PER_QUERY)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(|e| store_error("list jobs", e))?;
-            Ok((output.items.unwrap_or_default(), output.last_evaluated_key))
-        })
-        .await?;
-        items
-            .into_iter()
-            .map(|item| Ok(from_item::<HeaderItem>(item)?.into_job()))
-            .collect()
+            for item in output.items.unwrap_or_default() {
+                if !visit(from_item::<HeaderItem>(item)?.into_job()) {
+                    return Ok(());
+                }
+            }
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    async fn count(&self) -> Result<usize, AppError> {
+        let mut total = 0;
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(LIST_INDEX)
+                .key_condition_expression("list_pk = :list")
+                .expression_attribute_values(":list", s(LIST_PK))
+                .select(Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error("count jobs", e))?;
+            total += output.count.max(0) as usize;
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(total),
+            }
+        }
     }
 
     async fn request_abort(&self, id: Uuid, now: Timestamp) -> Result<Job, AppError> {
@@ -500,17 +707,21 @@ impl JobStore for DynamoJobStore {
                 return Ok(false);
             };
             if unit.status().is_final() {
+                // The call that ended it may have stopped before counting it on the job.
+                self.count_on_job(job_id, unit_key, &unit, now).await?;
                 return Ok(false);
             }
             let reason_value = match &reason {
                 Some(reason) => s(reason.clone()),
                 None => AttributeValue::Null(true),
             };
-            let end_unit = Update::builder()
+            let result = self
+                .client
+                .update_item()
                 .table_name(&self.table)
                 .key("pk", s(job_pk(job_id)))
                 .key("sk", s(unit_sk(unit_key)))
-                .update_expression("SET #state = :state, reason = :reason")
+                .update_expression("SET #state = :state, reason = :reason, expires_at = :expires")
                 // The counters copied to the job must be the ones that end the unit.
                 .condition_expression(
                     "#state = :running AND pages_done = :done AND keys_synced = :keys \
@@ -519,46 +730,23 @@ impl JobStore for DynamoJobStore {
                 .expression_attribute_names("#state", "state")
                 .expression_attribute_values(":state", s(state))
                 .expression_attribute_values(":reason", reason_value)
+                .expression_attribute_values(":expires", n(self.unit_expiry(now)))
                 .expression_attribute_values(":running", s("in_progress"))
                 .expression_attribute_values(":done", n(unit.pages_done))
                 .expression_attribute_values(":keys", n(unit.keys_synced))
                 .expression_attribute_values(":gone", n(unit.keys_gone))
-                .build();
-            let count_on_job = Update::builder()
-                .table_name(&self.table)
-                .key("pk", s(job_pk(job_id)))
-                .key("sk", s(HEADER_SK))
-                .update_expression(
-                    "SET units_done = units_done + :one, units_failed = units_failed + :failed, \
-                     keys_synced = keys_synced + :keys, keys_gone = keys_gone + :gone, updatedAt = :now",
-                )
-                .expression_attribute_values(":one", n(1))
-                .expression_attribute_values(":failed", n(u64::from(state == "failed")))
-                .expression_attribute_values(":keys", n(unit.keys_synced))
-                .expression_attribute_values(":gone", n(unit.keys_gone))
-                .expression_attribute_values(":now", s(format(&now)))
-                .build();
-            let result = self
-                .client
-                .transact_write_items()
-                .transact_items(
-                    TransactWriteItem::builder()
-                        .update(build(end_unit)?)
-                        .build(),
-                )
-                .transact_items(
-                    TransactWriteItem::builder()
-                        .update(build(count_on_job)?)
-                        .build(),
-                )
                 .send()
                 .await;
-            match result {
-                Ok(_) => return Ok(true),
-                // Another delivery moved the unit meanwhile: read it again and decide afresh.
-                Err(err) if transaction_condition_failed(&err) => continue,
-                Err(err) => return Err(store_error("finish unit", err)),
+            // Another delivery moved the unit meanwhile: read it again and decide afresh.
+            if !written(result, "finish unit")? {
+                continue;
             }
+            let ended = UnitItem {
+                state: state.into(),
+                ..unit
+            };
+            self.count_on_job(job_id, unit_key, &ended, now).await?;
+            return Ok(true);
         }
         Err(AppError::Internal(format!(
             "unit {unit_key} of job {job_id} kept changing while ending it"

@@ -3,8 +3,8 @@
 
 use super::jobs::{job_pk, unit_sk};
 use super::{
-    Item, batch_put, condition_failed, for_each_page, from_item, in_rounds, n, s, store_error,
-    to_item,
+    CONDITION_FAILED, Item, batch_put, cancellation_reasons, condition_failed, for_each_page,
+    from_item, in_rounds, n, s, store_error, to_item,
 };
 use crate::domain::AppError;
 use crate::domain::key::KeyRecord;
@@ -12,7 +12,6 @@ use crate::domain::time::{Timestamp, format};
 use crate::ports::{GoneSweep, KeyStore, Settled, StoredKeyStub, StoredState, Verdict};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update,
 };
@@ -63,8 +62,6 @@ pub struct DynamoKeyStore {
     /// Where the unit items live: a sweep counts each verdict there.
     jobs_table: String,
 }
-
-const CONDITION_FAILED: &str = "ConditionalCheckFailed";
 
 /// Whether a transaction's cancellation reason has this code.
 fn is(reason: &Option<String>, code: &str) -> bool {
@@ -162,22 +159,54 @@ impl DynamoKeyStore {
             .await;
         match result {
             Ok(_) => Ok(Ok(settled)),
-            Err(err) => match err.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(e))
-                    if e.cancellation_reasons().len() == verdicts.len() + 1 =>
-                {
-                    Ok(Err(e
-                        .cancellation_reasons()
-                        .iter()
-                        .map(|r| r.code().map(String::from))
-                        .collect()))
-                }
+            Err(err) => match cancellation_reasons(&err) {
+                Some(reasons) if reasons.len() == verdicts.len() + 1 => Ok(Err(reasons)),
                 _ => Err(store_error("settle gone-sweep verdicts", err)),
             },
         }
     }
 
-    /// Every item of one unit from the index; `projection` limits the attributes read back.
+    /// The stored items of these keys, 100 per BatchGetItem; `projection` limits the attributes read.
+    async fn batch_get(
+        &self,
+        ids: &[Uuid],
+        projection: Option<&str>,
+    ) -> Result<Vec<Item>, AppError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(BATCH_GET_LIMIT) {
+            let keys = chunk
+                .iter()
+                .map(|id| Item::from([("id".to_string(), s(id.to_string()))]))
+                .collect();
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .set_projection_expression(projection.map(String::from))
+                .build()
+                .map_err(|e| AppError::internal("building a request", e))?;
+            let items = in_rounds("batch get", request, |request| async move {
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| store_error("read stored keys", e))?;
+                let items = output
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default();
+                let left = output
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys().is_empty());
+                Ok((items, left))
+            })
+            .await?;
+            found.extend(items);
+        }
+        Ok(found)
+    }
+
     /// Every item of one unit from the index, a page at a time; `projection` limits the attributes read.
     async fn query_unit(
         &self,
@@ -241,48 +270,29 @@ impl KeyStore for DynamoKeyStore {
         Ok(output.attributes.is_some_and(|a| !a.is_empty()))
     }
 
+    async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<KeyRecord>, AppError> {
+        self.batch_get(ids, None)
+            .await?
+            .into_iter()
+            .map(from_item)
+            .collect()
+    }
+
     async fn stored_states(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, StoredState>, AppError> {
-        let mut states = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(BATCH_GET_LIMIT) {
-            let keys = chunk
-                .iter()
-                .map(|id| Item::from([("id".to_string(), s(id.to_string()))]))
-                .collect();
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .projection_expression("id, createdAt, content_hash, gone")
-                .build()
-                .map_err(|e| AppError::internal("building a request", e))?;
-            let items = in_rounds("batch get", request, |request| async move {
-                let output = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(|e| store_error("read stored keys", e))?;
-                let items = output
-                    .responses
-                    .and_then(|mut r| r.remove(&self.table))
-                    .unwrap_or_default();
-                let left = output
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table))
-                    .filter(|k| !k.keys().is_empty());
-                Ok((items, left))
-            })
+        let items = self
+            .batch_get(ids, Some("id, createdAt, content_hash, gone"))
             .await?;
-            for item in items {
-                let state: StateItem = from_item(item)?;
-                states.insert(
-                    state.id,
-                    StoredState {
-                        created_at: state.created_at,
-                        content_hash: state.content_hash,
-                        gone: state.gone,
-                    },
-                );
-            }
+        let mut states = HashMap::with_capacity(items.len());
+        for item in items {
+            let state: StateItem = from_item(item)?;
+            states.insert(
+                state.id,
+                StoredState {
+                    created_at: state.created_at,
+                    content_hash: state.content_hash,
+                    gone: state.gone,
+                },
+            );
         }
         Ok(states)
     }

@@ -17,8 +17,10 @@ pub use kms::DynamoKmsRegistry;
 use crate::domain::AppError;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use aws_smithy_types::error::display::DisplayErrorContext;
+use futures::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -28,6 +30,8 @@ pub type Item = HashMap<String, AttributeValue>;
 
 /// BatchWriteItem takes at most 25 requests per call.
 const BATCH_LIMIT: usize = 25;
+/// Batch calls in flight at once: a job's unit items, a page's keys.
+const BATCH_CONCURRENCY: usize = 8;
 /// Rounds of a batch call, the first and those that send again what DynamoDB left unprocessed, before it
 /// counts as failed (backoff 50 ms doubling to 3.2 s).
 const BATCH_ROUNDS: u32 = 8;
@@ -61,16 +65,30 @@ where
     }
 }
 
-/// True when a transaction was cancelled only because one of its conditions did not hold.
-pub(crate) fn transaction_condition_failed<R>(
-    err: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>,
-) -> bool {
-    match err.as_service_error() {
-        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(e)) => e
-            .cancellation_reasons()
+/// The cancellation reason of a transaction's action whose condition did not hold.
+pub(crate) const CONDITION_FAILED: &str = "ConditionalCheckFailed";
+
+/// True when a transaction was cancelled because one of its conditions did not hold.
+pub(crate) fn transaction_condition_failed<R>(err: &SdkError<TransactWriteItemsError, R>) -> bool {
+    cancellation_reasons(err).is_some_and(|reasons| {
+        reasons
             .iter()
-            .any(|r| r.code() == Some("ConditionalCheckFailed")),
-        _ => false,
+            .any(|r| r.as_deref() == Some(CONDITION_FAILED))
+    })
+}
+
+/// The reason code of each action of a cancelled transaction, in order; None when it failed otherwise.
+pub(crate) fn cancellation_reasons<R>(
+    err: &SdkError<TransactWriteItemsError, R>,
+) -> Option<Vec<Option<String>>> {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(e)) => Some(
+            e.cancellation_reasons()
+                .iter()
+                .map(|r| r.code().map(String::from))
+                .collect(),
+        ),
+        _ => None,
     }
 }
 
@@ -92,13 +110,14 @@ pub(crate) fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-/// Writes every item with BatchWriteItem, 25 at a time, retrying `UnprocessedItems` with exponential
-/// backoff until all are written or the rounds run out.
+/// Writes every item with BatchWriteItem, 25 at a time and several calls at once, retrying
+/// `UnprocessedItems` with exponential backoff until all are written or the rounds run out.
 pub(crate) async fn batch_put(
     client: &Client,
     table: &str,
     items: Vec<Item>,
 ) -> Result<(), AppError> {
+    let mut chunks = Vec::new();
     for chunk in items.chunks(BATCH_LIMIT) {
         let requests: Vec<WriteRequest> = chunk
             .iter()
@@ -108,20 +127,27 @@ pub(crate) async fn batch_put(
                     .map_err(|e| AppError::internal("building a put request", e))
             })
             .collect::<Result<_, _>>()?;
-        in_rounds("batch write", requests, |requests| async move {
-            let output = client
-                .batch_write_item()
-                .request_items(table, requests)
-                .send()
-                .await
-                .map_err(|e| store_error("batch write", e))?;
-            let left = output
-                .unprocessed_items
-                .and_then(|mut u| u.remove(table))
-                .filter(|left| !left.is_empty());
-            Ok((Vec::<Item>::new(), left))
+        chunks.push(requests);
+    }
+    let mut calls = futures::stream::iter(chunks)
+        .map(|requests| {
+            in_rounds("batch write", requests, |requests| async move {
+                let output = client
+                    .batch_write_item()
+                    .request_items(table, requests)
+                    .send()
+                    .await
+                    .map_err(|e| store_error("batch write", e))?;
+                let left = output
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(table))
+                    .filter(|left| !left.is_empty());
+                Ok((Vec::<Item>::new(), left))
+            })
         })
-        .await?;
+        .buffer_unordered(BATCH_CONCURRENCY);
+    while let Some(written) = calls.next().await {
+        written?;
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use crate::api::response::HttpResponse;
 use crate::api::views;
 use crate::app::App;
 use crate::domain::AppError;
-use crate::domain::job::JobStatus;
+use crate::domain::job::{Job, JobStatus};
 use crate::domain::list::{FilterKind, ListQuery, ListSpec};
 use crate::domain::sync_request::SyncRequest;
 use crate::service::jobs as service;
@@ -56,15 +56,40 @@ pub async fn list(app: &App, request: &HttpRequest) -> Result<HttpResponse, AppE
             .filter(filter)
             .is_none_or(|wanted| wanted.iter().any(|w| w == value))
     };
-    let headers = app.jobs.list().await?.into_iter().filter(|job| {
+    let matches = |job: &Job| {
         any_of("id", &job.id.to_string())
             && any_of("overall_status", job.overall_status.as_str())
             && query
                 .filter("kms")
                 .is_none_or(|wanted| job.kms.iter().any(|k| wanted.contains(k)))
-    });
+    };
+    // In the index's own order (creation time) and without filters, the read stops once the page is
+    // full, and the total is the index's count; any other query reads every header (the history is
+    // bounded by its retention).
+    let in_index_order = matches!(query.sort.as_slice(), [key] if key.field == "createdAt");
+    let newest_first = !in_index_order || query.sort[0].descending;
+    let needed = query
+        .limit
+        .filter(|_| in_index_order && query.filters.is_empty())
+        .map(|limit| query.skip.saturating_add(limit));
+    let mut pager = query.pager();
+    let mut kept = 0;
+    let mut stopped = false;
+    app.jobs
+        .for_each_header(newest_first, &mut |job| {
+            if matches(&job) {
+                pager.push(views::job(&app.tenancy, &job));
+                kept += 1;
+            }
+            stopped = needed.is_some_and(|needed| kept >= needed);
+            !stopped
+        })
+        .await?;
     // Listing reads job headers only; the page's jobs are then read whole for their detailed_status.
-    let (page, total) = query.page(headers.map(|job| views::job(&app.tenancy, &job)).collect());
+    let (page, mut total) = pager.finish();
+    if stopped {
+        total = app.jobs.count().await?;
+    }
     let mut resources = Vec::with_capacity(page.len());
     for header in page {
         let id = header["id"]
