@@ -24,7 +24,7 @@ VENV_PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 export API_PORT EMULATOR_PORT FUNCTION KMS_TABLE JOBS_TABLE KEYS_TABLE WORK_QUEUE_NAME JWT_HS256_SECRET RUST_LOG
 
-.PHONY: help venv venv-lock up down demo test lint fmt-check clippy cfn-lint cargo-test e2e build bench clean-local
+.PHONY: help venv venv-lock up down demo test lint fmt-check clippy cfn-lint cargo-test e2e build bench bench-scale clean-local
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -105,6 +105,11 @@ bench: venv $(BENCH_STAMP) ## the engine against the KMS simulator, beside Cloud
 	 PATH="$(VENV_PATH)" $(BENCH_VENV)/bin/python -u scripts/bench.py $(BENCH_ARGS) | tee target/bench/last-run.txt; \
 	 elapsed=$$(( $$(date +%s) - start )); \
 	 echo "make bench: $$((elapsed / 60)) min $$((elapsed % 60)) s, builds included" | tee -a target/bench/last-run.txt
+
+bench-scale: venv ## jobs at scale on the local stack: an 850-unit job's start, its units ending at once (BENCHMARKS.md)
+	cargo build --release -p engine-bench
+	@mkdir -p target/bench
+	$(PY) -u scripts/bench_scale.py $(BENCH_ARGS) | tee target/bench/scale-last-run.txt
 
 clean-local: down ## stop the stack and remove .local/
 	rm -rf .local

@@ -70,14 +70,33 @@ def _table_specs():
         },
         {
             "TableName": os.environ.get("KEYS_TABLE", "cckm-keys"),
-            "AttributeDefinitions": [s("id"), s("unit"), s("arn")],
+            "AttributeDefinitions": [
+                s(name)
+                for name in ("id", "unit", "created", "all_shard", "state_shard", "gone_shard",
+                             "region_shard", "alias_name")
+            ],
             "KeySchema": [hash_("id")],
+            # Every index sorted by `created`; see src/adapters/dynamodb/key_index.rs.
             "GlobalSecondaryIndexes": [
                 {
                     "IndexName": "by_unit",
-                    "KeySchema": [hash_("unit"), range_("arn")],
+                    "KeySchema": [hash_("unit"), range_("created")],
                     "Projection": {"ProjectionType": "ALL"},
-                }
+                },
+                *(
+                    {
+                        "IndexName": name,
+                        "KeySchema": [hash_(partition), range_("created")],
+                        "Projection": {"ProjectionType": "KEYS_ONLY"},
+                    }
+                    for name, partition in (("by_created", "all_shard"), ("by_state", "state_shard"),
+                                            ("by_gone", "gone_shard"), ("by_region", "region_shard"))
+                ),
+                {
+                    "IndexName": "by_alias",
+                    "KeySchema": [hash_("alias_name"), range_("created")],
+                    "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["key_ref"]},
+                },
             ],
         },
     ]

@@ -4,6 +4,7 @@
 use crate::domain::AppError;
 use crate::domain::job::{Job, UnitStatus, WorkItem};
 use crate::domain::key::{KeyDetails, KeyRecord};
+pub use crate::domain::key_query::{KeyIndex, UnitCount};
 use crate::domain::kms::KmsResource;
 use crate::domain::time::Timestamp;
 use async_trait::async_trait;
@@ -260,6 +261,20 @@ pub trait KeyStore: Send + Sync {
         verdicts: &[Verdict],
         now: Timestamp,
     ) -> Result<Settled, AppError>;
+    /// Hands the keys `index` holds to `visit` in creation order (newest first when `newest_first`) until
+    /// it answers false; `want`, how many the caller expects to take, sizes the reads. Answers how many
+    /// items were read (index entries and records), so that a list can report its cost.
+    async fn for_each_indexed(
+        &self,
+        index: &KeyIndex,
+        newest_first: bool,
+        want: usize,
+        visit: &mut (dyn FnMut(KeyRecord) -> bool + Send),
+    ) -> Result<u64, AppError>;
+    /// The kept counts of every unit that has some.
+    async fn unit_counts(&self) -> Result<Vec<UnitCount>, AppError>;
+    /// Counts the keys of one unit from its index and keeps the counts: the end of a unit's sync.
+    async fn recount(&self, unit_key: &str) -> Result<(), AppError>;
     /// Hands every key of the given units (index queries), or of the whole table when `units` is None, to
     /// `visit` as the store's pages arrive, so that no caller has to hold them all at once.
     async fn scan(

@@ -546,6 +546,49 @@ impl KeyStore for MemoryKeyStore {
         Ok(settled)
     }
 
+    async fn for_each_indexed(
+        &self,
+        index: &KeyIndex,
+        newest_first: bool,
+        _want: usize,
+        visit: &mut (dyn FnMut(KeyRecord) -> bool + Send),
+    ) -> Result<u64, AppError> {
+        let mut held: Vec<KeyRecord> = lock(&self.keys)
+            .values()
+            .filter(|key| index.holds(key))
+            .cloned()
+            .collect();
+        held.sort_by_key(|key| (key.created_at, key.id));
+        if newest_first {
+            held.reverse();
+        }
+        let mut read = 0;
+        for key in held {
+            read += 1;
+            if !visit(key) {
+                break;
+            }
+        }
+        Ok(read)
+    }
+
+    async fn unit_counts(&self) -> Result<Vec<UnitCount>, AppError> {
+        let keys = lock(&self.keys);
+        let mut by_unit: BTreeMap<&str, Vec<&KeyRecord>> = BTreeMap::new();
+        for key in keys.values() {
+            by_unit.entry(key.unit.as_str()).or_default().push(key);
+        }
+        Ok(by_unit
+            .into_iter()
+            .map(|(unit, keys)| UnitCount::of(unit, keys))
+            .collect())
+    }
+
+    /// The counts in memory are the records themselves, always current.
+    async fn recount(&self, _unit_key: &str) -> Result<(), AppError> {
+        Ok(())
+    }
+
     async fn scan(
         &self,
         units: Option<&[String]>,

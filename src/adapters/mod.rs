@@ -1,5 +1,6 @@
 //! Adapters: the ports of `crate::ports` implemented for AWS (DynamoDB, KMS, SQS, STS) and in memory.
 
+pub mod counting;
 pub mod dynamodb;
 pub mod kms;
 pub mod memory;

@@ -147,7 +147,15 @@ pub struct Sighting<'a> {
     pub first_stored: Option<Timestamp>,
 }
 
+/// The state a key is indexed and counted under when AWS did not tell it.
+pub const UNKNOWN_STATE: &str = "unknown";
+
 impl KeyRecord {
+    /// The state this key is indexed and counted under.
+    pub fn indexed_state(&self) -> &str {
+        self.aws_param.key_state.as_deref().unwrap_or(UNKNOWN_STATE)
+    }
+
     pub fn from_details(details: KeyDetails, seen: Sighting<'_>) -> KeyRecord {
         let param = details.aws_param;
         KeyRecord {

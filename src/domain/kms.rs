@@ -37,11 +37,9 @@ impl KmsResource {
 }
 
 fn partition_of_regions(regions: &[String]) -> &'static str {
-    match regions.first().map(String::as_str) {
-        Some(r) if r.starts_with("cn-") => "aws-cn",
-        Some(r) if r.starts_with("us-gov-") => "aws-us-gov",
-        _ => "aws",
-    }
+    regions
+        .first()
+        .map_or("aws", |region| super::region::partition_of(region))
 }
 
 /// `POST /v1/cckm/aws/kms` body, as sent.

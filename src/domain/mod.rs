@@ -4,6 +4,7 @@
 pub mod error;
 pub mod job;
 pub mod key;
+pub mod key_query;
 pub mod kms;
 pub mod list;
 pub mod region;

@@ -239,6 +239,8 @@ impl Delivery<'_> {
             Some(source)
         };
         if self.sweep_gone(&job, &unit, source).await? {
+            // Every key of the unit is decided: count them again for the key lists' totals.
+            app.keys.recount(&self.unit_key).await?;
             Err(Stop::End(UnitStatus::Succeeded))
         } else {
             self.continue_at_deadline(None).await

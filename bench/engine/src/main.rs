@@ -6,16 +6,17 @@
 //!
 //! usage: engine-bench <account> <regions, comma-separated> <rate share> <current|legacy> [memory|resync|sink]
 //!        engine-bench shared-start <account> <region> <items file>; engine-bench shared-deliver <items file>
-//!        engine-bench scale-create|scale-finish|scale-check ... (`scale.rs`: jobs of 850 units)
+//!        engine-bench scale-create|scale-finish|scale-check|scale-keys ... (`scale.rs`: jobs of 850 units,
+//!        key lists over a full table)
 //! (`shared.rs`: worker processes that share DynamoDB on the emulator)
 //! `memory` syncs once; `resync` syncs twice on the same store (the second time nothing changed, and nothing
-//! should be written); `sink` keeps no key (see `counting.rs`): the run that measures the engine's own peak
+//! should be written); `sink` keeps no key (see `cckm_aws_sync::adapters::counting`): the run that measures the engine's own peak
 //! memory.
 
-mod counting;
 mod scale;
 mod shared;
 
+use cckm_aws_sync::adapters::counting::CountingKeyStore;
 use cckm_aws_sync::adapters::kms::AwsKeySourceFactory;
 use cckm_aws_sync::adapters::rate_limit::{Quotas, RateLimits};
 use cckm_aws_sync::app::{App, MemoryParts};
@@ -23,7 +24,6 @@ use cckm_aws_sync::domain::job::WorkItem;
 use cckm_aws_sync::domain::kms::KmsResource;
 use cckm_aws_sync::domain::sync_request::SyncRequest;
 use cckm_aws_sync::worker::unit;
-use counting::CountingKeyStore;
 use futures::future::join_all;
 use serde_json::json;
 use std::sync::Arc;
@@ -46,6 +46,7 @@ async fn main() {
         Some("scale-create") => return scale::create(&args[1..]).await,
         Some("scale-finish") => return scale::finish(&args[1..]).await,
         Some("scale-check") => return scale::check(&args[1..]).await,
+        Some("scale-keys") => return scale::keys(&args[1..]).await,
         _ => {}
     }
     let (account, regions, share, quotas, store) = match args.as_slice() {

@@ -2,21 +2,29 @@
 //! the gone sweep, whose every verdict is one transaction with the count on the unit item (jobs table).
 
 use super::jobs::{job_pk, unit_sk};
+use super::key_index::{
+    Cursor, IndexPlan, adjust_count, alias_delete, alias_writes, first_sightings, in_entry_order,
+    keep_count, kept_counts, next_cursor, page_size, record_id, stored_aliases, write_aliases,
+};
+use super::key_item::{from_key_item, shard_of, to_key_item};
 use super::{
     CONDITION_FAILED, Item, batch_put, cancellation_reasons, condition_failed, for_each_page,
-    from_item, in_rounds, n, s, store_error, to_item,
+    from_item, in_rounds, n, s, store_error,
 };
 use crate::domain::AppError;
 use crate::domain::key::KeyRecord;
+use crate::domain::key::UNKNOWN_STATE;
 use crate::domain::time::{Timestamp, format};
-use crate::ports::{GoneSweep, KeyStore, Settled, StoredKeyStub, StoredState, Verdict};
+use crate::ports::{
+    GoneSweep, KeyIndex, KeyStore, Settled, StoredKeyStub, StoredState, UnitCount, Verdict,
+};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update,
 };
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -28,7 +36,7 @@ const SWEEP_CHUNK: usize = 25;
 /// Retries of a sweep transaction that met another writer's transaction on one of its items.
 const SWEEP_CONFLICT_RETRIES: u32 = 6;
 /// Attributes a refresh leaves as they are: the key, and what only the sync writes.
-const KEPT_BY_REFRESH: [&str; 3] = ["id", "createdAt", "last_seen_job"];
+const KEPT_BY_REFRESH: [&str; 4] = ["id", "createdAt", "created", "last_seen_job"];
 /// `GoneSweep::may_decide`, on the record: not gone, not seen by the sweep's job, stamped before it started.
 const SWEEP_MAY_DECIDE: &str = "attribute_exists(id) AND gone = :no \
      AND (attribute_not_exists(last_seen_job) OR last_seen_job <> :job) AND synced_at < :started";
@@ -101,11 +109,12 @@ impl DynamoKeyStore {
                     Update::builder()
                         .table_name(&self.table)
                         .key("id", s(id.to_string()))
-                        .update_expression("SET gone = :yes, updatedAt = :now")
+                        .update_expression("SET gone = :yes, gone_shard = :shard, updatedAt = :now")
                         .condition_expression(SWEEP_MAY_DECIDE)
                         // The condition's values first: `set_` replaces what was there.
                         .set_expression_attribute_values(Some(may_decide_values(sweep)))
                         .expression_attribute_values(":yes", AttributeValue::Bool(true))
+                        .expression_attribute_values(":shard", s(format!("true#{}", shard_of(*id))))
                         .expression_attribute_values(":now", s(format(&now)))
                         .build()
                         .map_err(built)?,
@@ -115,7 +124,7 @@ impl DynamoKeyStore {
                 .put(
                     Put::builder()
                         .table_name(&self.table)
-                        .set_item(Some(to_item(record)?))
+                        .set_item(Some(to_key_item(record)?))
                         .condition_expression(SWEEP_MAY_DECIDE)
                         .set_expression_attribute_values(Some(may_decide_values(sweep)))
                         .build()
@@ -164,6 +173,125 @@ impl DynamoKeyStore {
                 _ => Err(store_error("settle gone-sweep verdicts", err)),
             },
         }
+    }
+
+    /// Makes the alias items of these records match their aliases, from the aliases stored before.
+    async fn sync_aliases<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a KeyRecord>,
+    ) -> Result<(), AppError> {
+        let keys: Vec<&KeyRecord> = keys.into_iter().collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = keys.iter().map(|key| key.id).collect();
+        let before: HashMap<Uuid, BTreeSet<String>> = self
+            .batch_get(&ids, Some("id, aws_param.Alias"))
+            .await?
+            .iter()
+            .filter_map(|item| {
+                let id = item.get("id")?.as_s().ok()?;
+                Some((Uuid::parse_str(id).ok()?, stored_aliases(item)))
+            })
+            .collect();
+        let none = BTreeSet::new();
+        let mut writes = Vec::new();
+        for key in keys {
+            writes.extend(alias_writes(key, before.get(&key.id).unwrap_or(&none))?);
+        }
+        write_aliases(&self.client, &self.table, writes).await
+    }
+
+    /// Reads the partitions of `plan` a page at a time, merged in creation order, and hands the records
+    /// to `visit` until it answers false; answers the items read (index entries and records).
+    async fn merged(
+        &self,
+        plan: &IndexPlan,
+        newest_first: bool,
+        want: usize,
+        visit: &mut (dyn FnMut(KeyRecord) -> bool + Send),
+    ) -> Result<u64, AppError> {
+        let mut cursors: Vec<Cursor> = plan.values.iter().cloned().map(Cursor::new).collect();
+        let page = page_size(want, cursors.len());
+        let (mut read, mut taken) = (0u64, 0usize);
+        let mut handed = HashSet::new();
+        loop {
+            // Every partition whose entries ran out reads its next page, all at once: the order is known
+            // only while every partition shows its next entry.
+            let mut pages = Vec::new();
+            for cursor in cursors.iter_mut().filter(|c| c.needs_page()) {
+                pages.push(self.read_page(cursor, plan, newest_first, page));
+            }
+            for entries in futures::future::join_all(pages).await {
+                read += entries?;
+            }
+            let run_length = want.saturating_sub(taken).clamp(5, 100);
+            let mut run = Vec::new();
+            while run.len() < run_length && !cursors.iter().any(Cursor::needs_page) {
+                let Some(next) = next_cursor(&cursors, newest_first) else {
+                    break;
+                };
+                run.extend(cursors[next].entries.pop_front());
+            }
+            if run.is_empty() {
+                if cursors.iter().any(Cursor::needs_page) {
+                    continue;
+                }
+                return Ok(read);
+            }
+            let run = first_sightings(run, plan, &mut handed);
+            let fetched = if plan.whole_records {
+                HashMap::new()
+            } else {
+                let ids: Vec<Uuid> = run
+                    .iter()
+                    .filter_map(|entry| record_id(entry, plan.record_ref))
+                    .collect();
+                read += ids.len() as u64;
+                self.get_many(&ids)
+                    .await?
+                    .into_iter()
+                    .map(|record| (record.id, record))
+                    .collect()
+            };
+            for record in in_entry_order(run, plan, fetched)? {
+                taken += 1;
+                if !visit(record) {
+                    return Ok(read);
+                }
+            }
+        }
+    }
+
+    /// The next page of one partition of an index into its cursor; answers the entries read.
+    async fn read_page(
+        &self,
+        cursor: &mut Cursor,
+        plan: &IndexPlan,
+        newest_first: bool,
+        limit: i32,
+    ) -> Result<u64, AppError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(plan.name)
+            .key_condition_expression("#partition = :value")
+            .expression_attribute_names("#partition", plan.hash)
+            .expression_attribute_values(":value", s(cursor.value.clone()))
+            .scan_index_forward(!newest_first)
+            .limit(limit)
+            .set_exclusive_start_key(cursor.next.take())
+            .send()
+            .await
+            .map_err(|e| store_error("read a key index", e))?;
+        // DynamoDB's own count of the index entries it read for this page.
+        let read = output.scanned_count.max(0) as u64;
+        let entries = output.items.unwrap_or_default();
+        cursor.next = output.last_evaluated_key.filter(|key| !key.is_empty());
+        cursor.exhausted = cursor.next.is_none();
+        cursor.entries.extend(entries);
+        Ok(read)
     }
 
     /// The stored items of these keys, 100 per BatchGetItem; `projection` limits the attributes read.
@@ -241,7 +369,12 @@ impl DynamoKeyStore {
 #[async_trait]
 impl KeyStore for DynamoKeyStore {
     async fn put_all(&self, keys: &[KeyRecord]) -> Result<(), AppError> {
-        let items = keys.iter().map(to_item).collect::<Result<Vec<_>, _>>()?;
+        // The alias items first: a record written without them would never be written again (unchanged).
+        self.sync_aliases(keys.iter()).await?;
+        let items = keys
+            .iter()
+            .map(to_key_item)
+            .collect::<Result<Vec<_>, _>>()?;
         batch_put(&self.client, &self.table, items).await
     }
 
@@ -254,7 +387,7 @@ impl KeyStore for DynamoKeyStore {
             .send()
             .await
             .map_err(|e| store_error("get key", e))?;
-        output.item.map(from_item).transpose()
+        output.item.map(from_key_item).transpose()
     }
 
     async fn delete(&self, id: Uuid) -> Result<bool, AppError> {
@@ -267,14 +400,27 @@ impl KeyStore for DynamoKeyStore {
             .send()
             .await
             .map_err(|e| store_error("delete key", e))?;
-        Ok(output.attributes.is_some_and(|a| !a.is_empty()))
+        let Some(old) = output.attributes.filter(|a| !a.is_empty()) else {
+            return Ok(false);
+        };
+        let old = from_key_item(old)?;
+        let aliases = old
+            .aws_param
+            .alias
+            .iter()
+            .map(|alias| alias_delete(old.id, alias))
+            .collect::<Result<Vec<_>, _>>()?;
+        write_aliases(&self.client, &self.table, aliases).await?;
+        let cell = (old.indexed_state(), old.gone);
+        adjust_count(&self.client, &self.jobs_table, &old.unit, Some(cell), None).await?;
+        Ok(true)
     }
 
     async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<KeyRecord>, AppError> {
         self.batch_get(ids, None)
             .await?
             .into_iter()
-            .map(from_item)
+            .map(from_key_item)
             .collect()
     }
 
@@ -324,7 +470,9 @@ impl KeyStore for DynamoKeyStore {
     }
 
     async fn update_from_refresh(&self, key: &KeyRecord) -> Result<(), AppError> {
-        let item = to_item(key)?;
+        let before = self.get(key.id).await?;
+        self.sync_aliases([key]).await?;
+        let item = to_key_item(key)?;
         let mut update = self
             .client
             .update_item()
@@ -347,13 +495,18 @@ impl KeyStore for DynamoKeyStore {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
-            Err(err) if condition_failed(&err) => Err(AppError::NotFound(format!(
-                "AWS key '{}' not found",
-                key.id
-            ))),
-            Err(err) => Err(store_error("update key", err)),
+            Ok(_) => {}
+            Err(err) if condition_failed(&err) => {
+                return Err(AppError::NotFound(format!(
+                    "AWS key '{}' not found",
+                    key.id
+                )));
+            }
+            Err(err) => return Err(store_error("update key", err)),
         }
+        let from = before.as_ref().map(|old| (old.indexed_state(), old.gone));
+        let to = (key.indexed_state(), key.gone);
+        adjust_count(&self.client, &self.jobs_table, &key.unit, from, Some(to)).await
     }
 
     async fn settle_sweep(
@@ -362,6 +515,12 @@ impl KeyStore for DynamoKeyStore {
         verdicts: &[Verdict],
         now: Timestamp,
     ) -> Result<Settled, AppError> {
+        // Keys AWS still has may have aliases their stored records lack: their alias items first.
+        self.sync_aliases(verdicts.iter().filter_map(|verdict| match verdict {
+            Verdict::Live(record) => Some(record.as_ref()),
+            Verdict::Gone(_) => None,
+        }))
+        .await?;
         let mut total = Settled::default();
         for chunk in verdicts.chunks(SWEEP_CHUNK) {
             let mut pending: Vec<&Verdict> = chunk.iter().collect();
@@ -410,6 +569,47 @@ impl KeyStore for DynamoKeyStore {
         Ok(total)
     }
 
+    async fn for_each_indexed(
+        &self,
+        index: &KeyIndex,
+        newest_first: bool,
+        want: usize,
+        visit: &mut (dyn FnMut(KeyRecord) -> bool + Send),
+    ) -> Result<u64, AppError> {
+        self.merged(&IndexPlan::of(index), newest_first, want, visit)
+            .await
+    }
+
+    async fn unit_counts(&self) -> Result<Vec<UnitCount>, AppError> {
+        kept_counts(&self.client, &self.jobs_table).await
+    }
+
+    async fn recount(&self, unit_key: &str) -> Result<(), AppError> {
+        let mut count = UnitCount {
+            unit: unit_key.to_string(),
+            ..UnitCount::default()
+        };
+        self.query_unit(unit_key, Some("aws_param.KeyState, gone"), |items| {
+            for item in items {
+                let state = item
+                    .get("aws_param")
+                    .and_then(|p| p.as_m().ok())
+                    .and_then(|p| p.get("KeyState"))
+                    .and_then(|v| v.as_s().ok())
+                    .map_or(UNKNOWN_STATE, String::as_str);
+                let gone = item
+                    .get("gone")
+                    .and_then(|v| v.as_bool().ok())
+                    .copied()
+                    .unwrap_or(false);
+                *count.cells.entry((state.to_string(), gone)).or_default() += 1;
+            }
+            Ok(())
+        })
+        .await?;
+        keep_count(&self.client, &self.jobs_table, &count).await
+    }
+
     async fn scan(
         &self,
         units: Option<&[String]>,
@@ -417,7 +617,7 @@ impl KeyStore for DynamoKeyStore {
     ) -> Result<(), AppError> {
         let mut decode = |batch: Vec<Item>| {
             for item in batch {
-                visit(from_item(item)?);
+                visit(from_key_item(item)?);
             }
             Ok(())
         };
@@ -434,6 +634,8 @@ impl KeyStore for DynamoKeyStore {
                         .client
                         .scan()
                         .table_name(&self.table)
+                        // Key records only, not the items that index their aliases.
+                        .filter_expression("attribute_exists(aws_param)")
                         .set_exclusive_start_key(start)
                         .send()
                         .await

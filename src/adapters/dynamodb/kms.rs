@@ -1,4 +1,5 @@
-//! KMS resources in DynamoDB: the resource item and its name guard are written and removed together.
+//! KMS resources in DynamoDB: the resource item (`KmsItem`, its stored names declared here, apart from
+//! the API's) and its name guard are written and removed together.
 
 use super::{
     Item, all_pages, condition_failed, from_item, s, store_error, to_item,
@@ -6,11 +7,66 @@ use super::{
 };
 use crate::domain::AppError;
 use crate::domain::kms::KmsResource;
+use crate::domain::time::{Timestamp, rfc3339};
 use crate::ports::KmsRegistry;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+/// A KMS resource as the KMS table stores it.
+#[derive(Serialize, Deserialize)]
+struct KmsItem {
+    id: Uuid,
+    name: String,
+    account_id: String,
+    regions: Vec<String>,
+    assume_role_arn: Option<String>,
+    assume_role_external_id: Option<String>,
+    #[serde(rename = "createdAt", with = "rfc3339")]
+    created_at: Timestamp,
+    #[serde(rename = "updatedAt", with = "rfc3339")]
+    updated_at: Timestamp,
+}
+
+impl From<&KmsResource> for KmsItem {
+    fn from(kms: &KmsResource) -> KmsItem {
+        KmsItem {
+            id: kms.id,
+            name: kms.name.clone(),
+            account_id: kms.account_id.clone(),
+            regions: kms.regions.clone(),
+            assume_role_arn: kms.assume_role_arn.clone(),
+            assume_role_external_id: kms.assume_role_external_id.clone(),
+            created_at: kms.created_at,
+            updated_at: kms.updated_at,
+        }
+    }
+}
+
+impl From<KmsItem> for KmsResource {
+    fn from(item: KmsItem) -> KmsResource {
+        KmsResource {
+            id: item.id,
+            name: item.name,
+            account_id: item.account_id,
+            regions: item.regions,
+            assume_role_arn: item.assume_role_arn,
+            assume_role_external_id: item.assume_role_external_id,
+            created_at: item.created_at,
+            updated_at: item.updated_at,
+        }
+    }
+}
+
+fn to_kms_item(kms: &KmsResource) -> Result<Item, AppError> {
+    to_item(&KmsItem::from(kms))
+}
+
+fn from_kms_item(item: Item) -> Result<KmsResource, AppError> {
+    from_item::<KmsItem>(item).map(KmsResource::from)
+}
 
 pub struct DynamoKmsRegistry {
     client: Client,
@@ -58,7 +114,7 @@ impl KmsRegistry for DynamoKmsRegistry {
             .build();
         let resource = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(to_item(kms)?))
+            .set_item(Some(to_kms_item(kms)?))
             .condition_expression("attribute_not_exists(id)")
             .build();
         let result = self
@@ -81,7 +137,7 @@ impl KmsRegistry for DynamoKmsRegistry {
     async fn get(&self, id: Uuid) -> Result<Option<KmsResource>, AppError> {
         self.get_item(&id.to_string())
             .await?
-            .map(from_item)
+            .map(from_kms_item)
             .transpose()
     }
 
@@ -115,7 +171,7 @@ impl KmsRegistry for DynamoKmsRegistry {
             Ok((output.items.unwrap_or_default(), output.last_evaluated_key))
         })
         .await?;
-        items.into_iter().map(from_item).collect()
+        items.into_iter().map(from_kms_item).collect()
     }
 
     async fn replace(&self, kms: &KmsResource) -> Result<(), AppError> {
@@ -123,7 +179,7 @@ impl KmsRegistry for DynamoKmsRegistry {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_item(kms)?))
+            .set_item(Some(to_kms_item(kms)?))
             .condition_expression("attribute_exists(id)")
             .send()
             .await;

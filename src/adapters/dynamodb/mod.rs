@@ -4,9 +4,13 @@
 //! - Jobs table, keys `pk`/`sk`: a job header (`JOB#<id>`/`META`, listed newest first through the `by_created`
 //!   index), one item per unit (`JOB#<id>`/`UNIT#<account>/<region>`), and one lease per busy unit
 //!   (`LEASE#<account>/<region>`/`LEASE`).
-//! - Keys table, key `id`: one item per key; index `by_unit` (`unit`, `arn`) reads one account/region.
+//! - Keys table, key `id`: one item per key (`key_item.rs`) and one per alias of a key; indexes sorted by
+//!   creation time for the unit, every key, a state, gone or not, a region and an alias (`key_index.rs`).
+//!   The jobs table also keeps each unit's key counts (`KEYCOUNT`/`<unit>`).
 
 mod jobs;
+mod key_index;
+mod key_item;
 mod keys;
 mod kms;
 
@@ -110,25 +114,34 @@ pub(crate) fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-/// Writes every item with BatchWriteItem, 25 at a time and several calls at once, retrying
-/// `UnprocessedItems` with exponential backoff until all are written or the rounds run out.
+/// Writes every item with BatchWriteItem (`batch_write`).
 pub(crate) async fn batch_put(
     client: &Client,
     table: &str,
     items: Vec<Item>,
 ) -> Result<(), AppError> {
-    let mut chunks = Vec::new();
-    for chunk in items.chunks(BATCH_LIMIT) {
-        let requests: Vec<WriteRequest> = chunk
-            .iter()
-            .map(|item| {
-                let put = PutRequest::builder().set_item(Some(item.clone())).build();
-                put.map(|p| WriteRequest::builder().put_request(p).build())
-                    .map_err(|e| AppError::internal("building a put request", e))
-            })
-            .collect::<Result<_, _>>()?;
-        chunks.push(requests);
-    }
+    let requests = items
+        .into_iter()
+        .map(|item| {
+            let put = PutRequest::builder().set_item(Some(item)).build();
+            put.map(|p| WriteRequest::builder().put_request(p).build())
+                .map_err(|e| AppError::internal("building a put request", e))
+        })
+        .collect::<Result<_, _>>()?;
+    batch_write(client, table, requests).await
+}
+
+/// Sends puts and deletes with BatchWriteItem, 25 at a time and several calls at once, retrying
+/// `UnprocessedItems` with exponential backoff until all are written or the rounds run out.
+pub(crate) async fn batch_write(
+    client: &Client,
+    table: &str,
+    requests: Vec<WriteRequest>,
+) -> Result<(), AppError> {
+    let chunks: Vec<Vec<WriteRequest>> = requests
+        .chunks(BATCH_LIMIT)
+        .map(<[WriteRequest]>::to_vec)
+        .collect();
     let mut calls = futures::stream::iter(chunks)
         .map(|requests| {
             in_rounds("batch write", requests, |requests| async move {

@@ -1,6 +1,7 @@
 //! `/v1/cckm/aws/keys[/{id}[/refresh]]` (spec 2). A query that names keys (`id`, `arn`, or `keyid` within
-//! the registered accounts) reads just those records; filters on `kms`/`kms_id` (with or without `region`)
-//! read the key index per (account, region); every other query reads the whole table.
+//! the registered accounts) reads just those records. Any other query in creation order reads the index
+//! that holds the fewest of its keys (`domain::key_query`) until its page is full, and takes its total
+//! from the counts the sync keeps; a sort on another field reads every key its filters name.
 
 use crate::api::request::HttpRequest;
 use crate::api::response::HttpResponse;
@@ -9,10 +10,12 @@ use crate::app::App;
 use crate::domain::AppError;
 use crate::domain::job::unit_key;
 use crate::domain::key::{KeyRecord, key_arn, key_record_id};
+use crate::domain::key_query::KeyScope;
 use crate::domain::kms::KmsResource;
 use crate::domain::list::{FilterKind, ListQuery, ListSpec};
 use crate::service::keys as service;
 use serde_json::json;
+use std::collections::BTreeSet;
 use uuid::Uuid;
 
 const LIST: ListSpec = ListSpec {
@@ -60,41 +63,94 @@ const LIST: ListSpec = ListSpec {
 
 /// The most records a query that names keys reads one by one; past it, it reads like any other query.
 const MAX_NAMED_READS: usize = 1000;
+/// The most keys one list request examines: a deep page (`skip` at its bound plus the largest `limit`)
+/// and room for filters that no index serves. Past it, the request asks to be narrowed.
+const MAX_EXAMINED: usize = 20_000;
 
 pub async fn list(app: &App, request: &HttpRequest) -> Result<HttpResponse, AppError> {
     let query = ListQuery::parse(&request.query, &LIST)?;
+    // The keys of the named KMS resources are those of their accounts and regions, as the unit index and
+    // the kept counts hold them.
+    let units: Option<BTreeSet<String>> = index_units(app, &query)
+        .await?
+        .map(|units| units.into_iter().collect());
+    let wanted = |key: &KeyRecord| {
+        units.as_ref().is_none_or(|units| units.contains(&key.unit)) && matches(&query, key)
+    };
     // Keys stream in a store page at a time; only the matches the page can still need are kept.
     let mut pager = query.pager();
-    let mut read = 0usize;
-    let mut keep = |key: KeyRecord| {
-        read += 1;
-        if matches(&query, &key) {
-            pager.push(views::key(&app.tenancy, &key));
-        }
-    };
-    let plan = match named_keys(app, &query).await? {
+    let (plan, read, counted_total) = match named_keys(app, &query).await? {
         Some(ids) => {
-            app.keys
-                .get_many(&ids)
-                .await?
-                .into_iter()
-                .for_each(&mut keep);
-            "by key"
+            let keys = app.keys.get_many(&ids).await?;
+            let read = keys.len() as u64;
+            for key in keys.iter().filter(|key| wanted(key)) {
+                pager.push(views::key(&app.tenancy, key));
+            }
+            ("by key".to_string(), read, None)
         }
-        None => match index_units(app, &query).await? {
-            Some(units) => {
-                app.keys.scan(Some(&units), &mut keep).await?;
-                "unit index"
+        None => match index_order(&query) {
+            Some(newest_first) => {
+                let scope = KeyScope::of(&query, units.clone());
+                let counts = app.keys.unit_counts().await?;
+                let index = scope.cheapest_index(&counts);
+                let total = scope.counted_total(&counts);
+                let needed = query
+                    .limit
+                    .map_or(usize::MAX, |limit| query.skip.saturating_add(limit));
+                let (mut kept, mut examined) = (0usize, 0usize);
+                let read = app
+                    .keys
+                    .for_each_indexed(&index, newest_first, needed, &mut |key| {
+                        examined += 1;
+                        if wanted(&key) {
+                            pager.push(views::key(&app.tenancy, &key));
+                            kept += 1;
+                        }
+                        // With a counted total, the page is all that is left to read.
+                        !(total.is_some() && kept >= needed) && examined < MAX_EXAMINED
+                    })
+                    .await?;
+                if examined >= MAX_EXAMINED && (total.is_none() || kept < needed) {
+                    return Err(AppError::InvalidParam(format!(
+                        "this list would read more than {MAX_EXAMINED} keys: narrow it with kms, region, \
+                         keystate, gone or alias, or ask for a smaller page"
+                    )));
+                }
+                (format!("{index:?}"), read, total)
             }
             None => {
-                app.keys.scan(None, &mut keep).await?;
-                "table scan"
+                let mut read = 0u64;
+                let mut keep = |key: KeyRecord| {
+                    read += 1;
+                    if wanted(&key) {
+                        pager.push(views::key(&app.tenancy, &key));
+                    }
+                };
+                let unit_list: Option<Vec<String>> =
+                    units.as_ref().map(|units| units.iter().cloned().collect());
+                app.keys.scan(unit_list.as_deref(), &mut keep).await?;
+                let plan = if units.is_some() {
+                    "unit index, any order"
+                } else {
+                    "table scan"
+                };
+                (plan.to_string(), read, None)
             }
         },
     };
     tracing::debug!(request_id = %request.request_id, plan, items_read = read, "key list read");
-    let (page, total) = pager.finish();
+    let (page, matched) = pager.finish();
+    let total = counted_total.map_or(matched, |total| total as usize);
     Ok(HttpResponse::json(200, query.envelope(page, total)))
+}
+
+/// The creation order a query asks for, newest first or not; None when it sorts on anything else, which
+/// no index keeps (such a list reads every key its filters name).
+fn index_order(query: &ListQuery) -> Option<bool> {
+    match query.sort.as_slice() {
+        [key] if key.field == "createdAt" => Some(key.descending),
+        _ => None,
+    }
 }
 
 /// The records a query names, when it names them: by `id`, by `arn` (a record's id is derived from its
@@ -185,6 +241,7 @@ async fn index_units(app: &App, query: &ListQuery) -> Result<Option<Vec<String>>
     Ok(Some(units))
 }
 
+/// Whether a key passes every filter but `kms`/`kms_id`, which stand for units (see `list`).
 fn matches(query: &ListQuery, key: &KeyRecord) -> bool {
     let p = &key.aws_param;
     let text = |filter: &str, value: &str| {
@@ -205,8 +262,6 @@ fn matches(query: &ListQuery, key: &KeyRecord) -> bool {
         && query
             .filter("alias")
             .is_none_or(|wanted| p.alias.iter().any(|a| wanted.contains(a)))
-        && (text("kms", &key.kms) || text("kms", &key.kms_id.to_string()))
-        && (text("kms_id", &key.kms_id.to_string()) || text("kms_id", &key.kms))
         && text("region", &key.region)
         && text("cloud_name", &key.cloud_name)
         && known("keystate", p.key_state.as_deref())

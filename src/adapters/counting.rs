@@ -1,12 +1,15 @@
-//! A key store that counts the keys it is asked to write, in front of the in-memory twin, or in front of
-//! nothing (a sink that keeps no key: the engine's own memory, without a copy of every key; in Lambda the
-//! keys go to DynamoDB).
+//! A key store that counts the keys it is asked to write and the items its reads cost, in front of another
+//! store, or in front of nothing (a sink that keeps no key: the engine's own memory, without a copy of
+//! every key; in Lambda the keys go to DynamoDB). Not wired in the function: the benchmarks and the tests
+//! measure with it.
 
+use crate::domain::AppError;
+use crate::domain::key::KeyRecord;
+use crate::domain::time::Timestamp;
+use crate::ports::{
+    GoneSweep, KeyIndex, KeyStore, Settled, StoredKeyStub, StoredState, UnitCount, Verdict,
+};
 use async_trait::async_trait;
-use cckm_aws_sync::domain::AppError;
-use cckm_aws_sync::domain::key::KeyRecord;
-use cckm_aws_sync::domain::time::Timestamp;
-use cckm_aws_sync::ports::{GoneSweep, KeyStore, Settled, StoredKeyStub, StoredState, Verdict};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +18,7 @@ use uuid::Uuid;
 pub struct CountingKeyStore {
     inner: Option<Arc<dyn KeyStore>>,
     written: AtomicU64,
+    read: AtomicU64,
 }
 
 impl CountingKeyStore {
@@ -22,7 +26,13 @@ impl CountingKeyStore {
         CountingKeyStore {
             inner,
             written: AtomicU64::new(0),
+            read: AtomicU64::new(0),
         }
+    }
+
+    /// Items the list reads cost so far (index entries and records), and the count set back to zero.
+    pub fn take_read(&self) -> u64 {
+        self.read.swap(0, Ordering::Relaxed)
     }
 
     /// Keys written so far, and the count set back to zero.
@@ -47,10 +57,12 @@ impl KeyStore for CountingKeyStore {
         }
     }
     async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<KeyRecord>, AppError> {
-        match &self.inner {
-            Some(inner) => inner.get_many(ids).await,
-            None => Ok(Vec::new()),
-        }
+        let found = match &self.inner {
+            Some(inner) => inner.get_many(ids).await?,
+            None => Vec::new(),
+        };
+        self.read.fetch_add(found.len() as u64, Ordering::Relaxed);
+        Ok(found)
     }
     async fn delete(&self, id: Uuid) -> Result<bool, AppError> {
         match &self.inner {
@@ -91,14 +103,54 @@ impl KeyStore for CountingKeyStore {
             None => Ok(Settled::default()),
         }
     }
+    async fn for_each_indexed(
+        &self,
+        index: &KeyIndex,
+        newest_first: bool,
+        want: usize,
+        visit: &mut (dyn FnMut(KeyRecord) -> bool + Send),
+    ) -> Result<u64, AppError> {
+        let read = match &self.inner {
+            Some(inner) => {
+                inner
+                    .for_each_indexed(index, newest_first, want, visit)
+                    .await?
+            }
+            None => 0,
+        };
+        self.read.fetch_add(read, Ordering::Relaxed);
+        Ok(read)
+    }
+    async fn unit_counts(&self) -> Result<Vec<UnitCount>, AppError> {
+        match &self.inner {
+            Some(inner) => inner.unit_counts().await,
+            None => Ok(Vec::new()),
+        }
+    }
+    async fn recount(&self, unit_key: &str) -> Result<(), AppError> {
+        match &self.inner {
+            Some(inner) => inner.recount(unit_key).await,
+            None => Ok(()),
+        }
+    }
     async fn scan(
         &self,
         units: Option<&[String]>,
         visit: &mut (dyn FnMut(KeyRecord) + Send),
     ) -> Result<(), AppError> {
-        match &self.inner {
-            Some(inner) => inner.scan(units, visit).await,
+        let mut scanned = 0u64;
+        let result = match &self.inner {
+            Some(inner) => {
+                inner
+                    .scan(units, &mut |key| {
+                        scanned += 1;
+                        visit(key)
+                    })
+                    .await
+            }
             None => Ok(()),
-        }
+        };
+        self.read.fetch_add(scanned, Ordering::Relaxed);
+        result
     }
 }
