@@ -575,7 +575,11 @@ mod dynamodb_unprocessed_items {
                     .set_unprocessed_items(unprocessed)
                     .build()
             });
-        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule]);
+        // The aliases stored before (none): read first, so that alias items follow the records.
+        let stored = mock!(aws_sdk_dynamodb::Client::batch_get_item).then_output(|| {
+            aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput::builder().build()
+        });
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule, &stored]);
         let store = DynamoKeyStore::new(client, "keys", "jobs");
         let records: Vec<_> = (0..60)
             .map(|n| {
