@@ -327,8 +327,9 @@ pub async fn keys(args: &[String]) {
         ("keystate", "keystate=PendingDeletion".to_string()),
         ("gone", "gone=true".to_string()),
         (
+            // Disabled keys that are not gone all live in the third account's ap-south-1 (`scale_key`).
             "keystate + gone + kms",
-            format!("keystate=Disabled&gone=false&kms={}", resources[0].name),
+            format!("keystate=Disabled&gone=false&kms={}", resources[2].name),
         ),
         ("id", format!("id={}", sample.id)),
         ("arn", format!("arn={}", sample.aws_param.arn)),
