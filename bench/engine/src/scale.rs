@@ -5,7 +5,7 @@
 //! counted on the job, lease given back, job ended by the last); `scale-check` prints the job's counters;
 //! `scale-keys` fills the keys table and prices the first page of every documented key filter.
 
-use crate::shared::{entry, fail};
+use crate::shared::{entry, fail, register};
 use cckm_aws_sync::adapters::counting::CountingKeyStore;
 use cckm_aws_sync::api::auth::Authenticator;
 use cckm_aws_sync::config::AuthConfig;
@@ -51,22 +51,10 @@ pub async fn create(args: &[String]) {
         .parse()
         .unwrap_or_else(|_| fail("accounts: a number"));
     let app = entry().await.app;
-    let now = chrono::Utc::now();
+    let regions: Vec<String> = REGIONS.iter().map(|r| r.to_string()).collect();
     for n in 0..accounts {
-        let kms = KmsResource {
-            id: Uuid::new_v4(),
-            name: format!("bench-{n}"),
-            account_id: format!("{:012}", 200_000_000_000 + n),
-            regions: REGIONS.iter().map(|r| r.to_string()).collect(),
-            assume_role_arn: None,
-            assume_role_external_id: None,
-            created_at: now,
-            updated_at: now,
-        };
-        app.kms
-            .insert(&kms)
-            .await
-            .unwrap_or_else(|err| fail(&err.to_string()));
+        let account = format!("{:012}", 200_000_000_000 + n);
+        register(&app, &format!("bench-{n}"), &account, &regions).await;
     }
     let started = Instant::now();
     let job = cckm_aws_sync::service::jobs::start(&app, SyncRequest::All)
@@ -268,23 +256,11 @@ pub async fn keys(args: &[String]) {
     let counting = Arc::new(CountingKeyStore::new(Some(app.keys.clone())));
     app.keys = counting.clone();
     let now = chrono::Utc::now();
+    let regions: Vec<String> = KEY_REGIONS.iter().map(|r| r.to_string()).collect();
     let mut resources = Vec::new();
     for n in 0..KEY_ACCOUNTS {
-        let kms = KmsResource {
-            id: Uuid::new_v4(),
-            name: format!("keys-{n}"),
-            account_id: format!("{:012}", 300_000_000_000 + n),
-            regions: KEY_REGIONS.iter().map(|r| r.to_string()).collect(),
-            assume_role_arn: None,
-            assume_role_external_id: None,
-            created_at: now,
-            updated_at: now,
-        };
-        app.kms
-            .insert(&kms)
-            .await
-            .unwrap_or_else(|err| fail(&err.to_string()));
-        resources.push(kms);
+        let account = format!("{:012}", 300_000_000_000 + n);
+        resources.push(register(&app, &format!("keys-{n}"), &account, &regions).await);
     }
     let units: Vec<(&KmsResource, &str)> = resources
         .iter()

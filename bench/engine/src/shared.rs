@@ -19,6 +19,31 @@ pub async fn entry() -> Entry {
     cckm_aws_sync::wiring::build_entry(&config, &sdk).unwrap_or_else(|err| fail(&err.to_string()))
 }
 
+/// Registers a KMS resource (its own credentials, no role) and answers it.
+pub async fn register(
+    app: &cckm_aws_sync::app::App,
+    name: &str,
+    account: &str,
+    regions: &[String],
+) -> KmsResource {
+    let now = chrono::Utc::now();
+    let kms = KmsResource {
+        id: uuid::Uuid::new_v4(),
+        name: name.into(),
+        account_id: account.into(),
+        regions: regions.to_vec(),
+        assume_role_arn: None,
+        assume_role_external_id: None,
+        created_at: now,
+        updated_at: now,
+    };
+    app.kms
+        .insert(&kms)
+        .await
+        .unwrap_or_else(|err| fail(&err.to_string()));
+    kms
+}
+
 pub fn fail(message: &str) -> ! {
     eprintln!("engine-bench: {message}");
     std::process::exit(1)
@@ -29,21 +54,7 @@ pub async fn start(args: &[String]) {
         fail("usage: engine-bench shared-start <account> <region> <items file>")
     };
     let app = entry().await.app;
-    let now = chrono::Utc::now();
-    let kms = KmsResource {
-        id: uuid::Uuid::new_v4(),
-        name: "bench".into(),
-        account_id: account.clone(),
-        regions: vec![region.clone()],
-        assume_role_arn: None,
-        assume_role_external_id: None,
-        created_at: now,
-        updated_at: now,
-    };
-    app.kms
-        .insert(&kms)
-        .await
-        .unwrap_or_else(|err| fail(&err.to_string()));
+    register(&app, "bench", account, std::slice::from_ref(region)).await;
     let request = SyncRequest::Named {
         kms: vec!["bench".into()],
         regions: vec![],

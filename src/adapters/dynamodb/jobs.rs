@@ -320,6 +320,16 @@ impl DynamoJobStore {
             .await;
     }
 
+    /// A query of the job headers through their creation-time index.
+    fn headers_query(&self) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(LIST_INDEX)
+            .key_condition_expression("list_pk = :list")
+            .expression_attribute_values(":list", s(LIST_PK))
+    }
+
     /// Deletes the header of a job whose creation failed; a failure here is logged, and the job, left
     /// without leases, is ended by the sweep of abandoned jobs.
     async fn forget_header(&self, job_id: Uuid) {
@@ -548,12 +558,7 @@ impl JobStore for DynamoJobStore {
         let mut start = None;
         loop {
             let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(LIST_INDEX)
-                .key_condition_expression("list_pk = :list")
-                .expression_attribute_values(":list", s(LIST_PK))
+                .headers_query()
                 .scan_index_forward(!newest_first)
                 .limit(HEADERS_PER_QUERY)
                 .set_exclusive_start_key(start)
@@ -577,12 +582,7 @@ impl JobStore for DynamoJobStore {
         let mut start = None;
         loop {
             let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(LIST_INDEX)
-                .key_condition_expression("list_pk = :list")
-                .expression_attribute_values(":list", s(LIST_PK))
+                .headers_query()
                 .select(Select::Count)
                 .set_exclusive_start_key(start)
                 .send()
