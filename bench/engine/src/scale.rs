@@ -5,7 +5,7 @@
 //! counted on the job, lease given back, job ended by the last); `scale-check` prints the job's counters;
 //! `scale-keys` fills the keys table and prices the first page of every documented key filter.
 
-use crate::shared::{entry, fail, register};
+use crate::shared::{entry, fail, register, write_items};
 use cckm_aws_sync::adapters::counting::CountingKeyStore;
 use cckm_aws_sync::api::auth::Authenticator;
 use cckm_aws_sync::config::AuthConfig;
@@ -61,16 +61,10 @@ pub async fn create(args: &[String]) {
         .await
         .unwrap_or_else(|err| fail(&err.to_string()));
     let seconds = started.elapsed().as_secs_f64();
-    let items: Vec<WorkItem> = job
-        .units
-        .values()
-        .map(|entry| WorkItem::for_unit(job.id, &entry.unit))
-        .collect();
-    let text = serde_json::to_string(&items).unwrap_or_default();
-    std::fs::write(items_file, text).unwrap_or_else(|err| fail(&err.to_string()));
+    let units = write_items(&job, items_file);
     println!(
         "{}",
-        json!({"job": job.id, "units": items.len(), "seconds": seconds})
+        json!({"job": job.id, "units": units, "seconds": seconds})
     );
 }
 

@@ -19,6 +19,19 @@ pub async fn entry() -> Entry {
     cckm_aws_sync::wiring::build_entry(&config, &sdk).unwrap_or_else(|err| fail(&err.to_string()))
 }
 
+/// Writes a job's work items (one per unit) to a file, for the worker processes to deliver; answers how
+/// many.
+pub fn write_items(job: &cckm_aws_sync::domain::job::Job, items_file: &str) -> usize {
+    let items: Vec<WorkItem> = job
+        .units
+        .values()
+        .map(|entry| WorkItem::for_unit(job.id, &entry.unit))
+        .collect();
+    let text = serde_json::to_string(&items).unwrap_or_default();
+    std::fs::write(items_file, text).unwrap_or_else(|err| fail(&err.to_string()));
+    items.len()
+}
+
 /// Registers a KMS resource (its own credentials, no role) and answers it.
 pub async fn register(
     app: &cckm_aws_sync::app::App,
@@ -62,13 +75,7 @@ pub async fn start(args: &[String]) {
     let job = cckm_aws_sync::service::jobs::start(&app, request)
         .await
         .unwrap_or_else(|err| fail(&err.to_string()));
-    let items: Vec<WorkItem> = job
-        .units
-        .values()
-        .map(|entry| WorkItem::for_unit(job.id, &entry.unit))
-        .collect();
-    let text = serde_json::to_string(&items).unwrap_or_default();
-    std::fs::write(items_file, text).unwrap_or_else(|err| fail(&err.to_string()));
+    write_items(&job, items_file);
     println!("{}", json!({"job": job.id}));
 }
 
