@@ -66,8 +66,6 @@ impl UnitCount {
     }
 }
 
-/// Filters an index or the kept counts serve; any other filter is checked on each key read.
-const SERVED: [&str; 6] = ["kms", "kms_id", "region", "keystate", "gone", "alias"];
 /// Filters the kept counts can total.
 const COUNTED: [&str; 5] = ["kms", "kms_id", "region", "keystate", "gone"];
 
@@ -101,12 +99,6 @@ impl KeyScope {
             aliases: query.filter("alias").map(<[String]>::to_vec),
             counted: query.filters.keys().all(|f| COUNTED.contains(&f.as_str())),
         }
-    }
-
-    /// Whether the query has a filter that no index serves: each key read is then checked, and the read
-    /// is bounded.
-    pub fn filters_beyond_indexes(query: &ListQuery) -> bool {
-        query.filters.keys().any(|f| !SERVED.contains(&f.as_str()))
     }
 
     fn unit_in_scope(&self, count: &UnitCount) -> bool {

@@ -8,7 +8,7 @@
 //! table (`KEYCOUNT` / `<unit>`), one attribute per cell.
 
 use super::key_item::{SHARDS, created_key, from_key_item};
-use super::{Item, batch_write, n, s, store_error};
+use super::{Item, n, s, store_error};
 use crate::domain::AppError;
 use crate::domain::key::KeyRecord;
 use crate::ports::{KeyIndex, UnitCount};
@@ -141,12 +141,11 @@ pub fn record_id(entry: &Item, record_ref: &str) -> Option<Uuid> {
 pub fn in_entry_order(
     entries: Vec<Item>,
     plan: &IndexPlan,
-    fetched: HashMap<Uuid, KeyRecord>,
+    mut fetched: HashMap<Uuid, KeyRecord>,
 ) -> Result<Vec<KeyRecord>, AppError> {
     if plan.whole_records {
         return entries.into_iter().map(from_key_item).collect();
     }
-    let mut fetched = fetched;
     Ok(entries
         .iter()
         .filter_map(|entry| record_id(entry, plan.record_ref))
@@ -309,18 +308,6 @@ pub async fn kept_counts(client: &Client, jobs_table: &str) -> Result<Vec<UnitCo
             Some(UnitCount { unit, cells })
         })
         .collect())
-}
-
-/// Writes the alias items of these records and removes those of aliases they lost.
-pub async fn write_aliases(
-    client: &Client,
-    table: &str,
-    writes: Vec<WriteRequest>,
-) -> Result<(), AppError> {
-    if writes.is_empty() {
-        return Ok(());
-    }
-    batch_write(client, table, writes).await
 }
 
 #[cfg(test)]

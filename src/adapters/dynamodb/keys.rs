@@ -4,12 +4,12 @@
 use super::jobs::{job_pk, unit_sk};
 use super::key_index::{
     Cursor, IndexPlan, adjust_count, alias_delete, alias_writes, first_sightings, in_entry_order,
-    keep_count, kept_counts, next_cursor, page_size, record_id, stored_aliases, write_aliases,
+    keep_count, kept_counts, next_cursor, page_size, record_id, stored_aliases,
 };
 use super::key_item::{from_key_item, shard_of, to_key_item};
 use super::{
-    CONDITION_FAILED, Item, batch_put, cancellation_reasons, condition_failed, for_each_page,
-    from_item, in_rounds, n, s, store_error,
+    CONDITION_FAILED, Item, batch_put, batch_write, cancellation_reasons, condition_failed,
+    for_each_page, from_item, in_rounds, n, s, store_error,
 };
 use crate::domain::AppError;
 use crate::domain::key::KeyRecord;
@@ -199,7 +199,7 @@ impl DynamoKeyStore {
         for key in keys {
             writes.extend(alias_writes(key, before.get(&key.id).unwrap_or(&none))?);
         }
-        write_aliases(&self.client, &self.table, writes).await
+        batch_write(&self.client, &self.table, writes).await
     }
 
     /// Reads the partitions of `plan` a page at a time, merged in creation order, and hands the records
@@ -410,7 +410,7 @@ impl KeyStore for DynamoKeyStore {
             .iter()
             .map(|alias| alias_delete(old.id, alias))
             .collect::<Result<Vec<_>, _>>()?;
-        write_aliases(&self.client, &self.table, aliases).await?;
+        batch_write(&self.client, &self.table, aliases).await?;
         let cell = (old.indexed_state(), old.gone);
         adjust_count(&self.client, &self.jobs_table, &old.unit, Some(cell), None).await?;
         Ok(true)
@@ -470,8 +470,18 @@ impl KeyStore for DynamoKeyStore {
     }
 
     async fn update_from_refresh(&self, key: &KeyRecord) -> Result<(), AppError> {
+        // The record as stored: its aliases decide the alias items to change, its cell the count to move.
         let before = self.get(key.id).await?;
-        self.sync_aliases([key]).await?;
+        let aliases_before: BTreeSet<String> = before
+            .iter()
+            .flat_map(|old| old.aws_param.alias.iter().cloned())
+            .collect();
+        batch_write(
+            &self.client,
+            &self.table,
+            alias_writes(key, &aliases_before)?,
+        )
+        .await?;
         let item = to_key_item(key)?;
         let mut update = self
             .client
