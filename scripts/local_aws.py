@@ -73,7 +73,7 @@ def _table_specs():
             "AttributeDefinitions": [
                 s(name)
                 for name in ("id", "unit", "created", "all_shard", "state_shard", "gone_shard",
-                             "region_shard", "alias_name")
+                             "region_shard", "keyid", "alias_name")
             ],
             "KeySchema": [hash_("id")],
             # Every index sorted by `created`; see src/adapters/dynamodb/key_index.rs.
@@ -90,7 +90,8 @@ def _table_specs():
                         "Projection": {"ProjectionType": "KEYS_ONLY"},
                     }
                     for name, partition in (("by_created", "all_shard"), ("by_state", "state_shard"),
-                                            ("by_gone", "gone_shard"), ("by_region", "region_shard"))
+                                            ("by_gone", "gone_shard"), ("by_region", "region_shard"),
+                                            ("by_keyid", "keyid"))
                 ),
                 {
                     "IndexName": "by_alias",

@@ -71,6 +71,21 @@ async fn a_page_reads_about_its_size_whatever_the_number_of_keys() {
                 costs.push((keys, query, read));
             }
         }
+        // A key id names one key: its index entry and its record.
+        let one = &page(&rig, "limit=1").await["resources"][0];
+        let (read, found) = priced(
+            &rig,
+            &counted,
+            &format!(
+                "keyid={}&region={}",
+                one["aws_param"]["KeyID"].as_str().unwrap(),
+                one["region"].as_str().unwrap()
+            ),
+        )
+        .await;
+        assert_eq!(found["total"], 1, "{stores:?}");
+        assert_eq!(found["resources"][0]["id"], one["id"]);
+        assert!(read <= 2, "{stores:?}: keyid read {read} items");
         for (keys, query, read) in &costs {
             // 5 records, and at most 2 index entries from each of 8 shards (or 1 unit partition) and a
             // refill: the same at 40 keys as at 400.

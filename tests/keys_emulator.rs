@@ -179,7 +179,7 @@ async fn every_filter_sort_and_page_agrees_with_an_independent_computation_over_
             format!("arn={}", text(some, "aws_param.Arn")),
             Box::new(|k| k["aws_param"]["Arn"] == some["aws_param"]["Arn"]),
         ),
-        // Read by key: the ARN of the key id in each region the query's KMS resources cover.
+        // Read through the key-id index, the region filtered on the record.
         (
             format!(
                 "keyid={}&region={}&keyid=00000000-0000-4000-8000-00000000dead",
@@ -531,4 +531,49 @@ async fn a_deleted_record_comes_back_with_the_same_id_on_the_next_sync() {
     )
     .await;
     assert_eq!((status, back["gone"].as_bool()), (200, Some(false)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_sync_rewrites_a_key_stored_before_the_key_id_index() {
+    let emulator = shared();
+    let stack = emulator.stack().await;
+    let account = random_account();
+    let kms = emulator.kms_in(&account, "us-east-1").await;
+    let key = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    register_kms(&stack.entry, "old", &account, &["us-east-1"]).await;
+    sync(&stack, json!({"kms": ["old"]})).await;
+    let record = list_keys(&stack.entry, &format!("keyid={key}")).await;
+    assert_eq!(record.len(), 1);
+
+    // As an item of layout 0 was stored: without the layout and the key-id index attribute.
+    stack
+        .dynamodb()
+        .update_item()
+        .table_name(&stack.config.keys_table)
+        .key(
+            "id",
+            aws_sdk_dynamodb::types::AttributeValue::S(record[0]["id"].as_str().unwrap().into()),
+        )
+        .update_expression("REMOVE layout, keyid")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        list_keys(&stack.entry, &format!("keyid={key}"))
+            .await
+            .is_empty()
+    );
+
+    let job = sync(&stack, json!({"kms": ["old"]})).await;
+    assert_eq!(job["progress"]["keys_synced"], 1, "{job}");
+    let found = list_keys(&stack.entry, &format!("keyid={key}")).await;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["createdAt"], record[0]["createdAt"]);
 }

@@ -11,12 +11,6 @@ pub fn key_record_id(arn: &str) -> Uuid {
     Uuid::new_v5(&Uuid::NAMESPACE_URL, arn.as_bytes())
 }
 
-/// The ARN of a KMS key from its parts.
-pub fn key_arn(region: &str, account_id: &str, key_id: &str) -> String {
-    let partition = super::region::partition_of(region);
-    format!("arn:{partition}:kms:{region}:{account_id}:key/{key_id}")
-}
-
 /// The key id in a key ARN (`arn:aws:kms:<region>:<account>:key/<key id>`); the ARN itself otherwise, which
 /// KMS also takes wherever it takes a key id.
 pub fn key_id_of_arn(arn: &str) -> &str {

@@ -21,6 +21,8 @@ pub enum KeyIndex {
     Regions(Vec<String>),
     /// The keys that have one of these aliases.
     Aliases(Vec<String>),
+    /// The keys with one of these AWS key ids (one each, or one per region of a multi-Region key).
+    KeyIds(Vec<String>),
 }
 
 impl KeyIndex {
@@ -33,6 +35,7 @@ impl KeyIndex {
             KeyIndex::Gone(gone) => key.gone == *gone,
             KeyIndex::Regions(regions) => regions.contains(&key.region),
             KeyIndex::Aliases(aliases) => key.aws_param.alias.iter().any(|a| aliases.contains(a)),
+            KeyIndex::KeyIds(key_ids) => key_ids.contains(&key.aws_param.key_id),
         }
     }
 }
@@ -78,6 +81,7 @@ pub struct KeyScope {
     pub states: Option<Vec<String>>,
     pub gone: Option<bool>,
     pub aliases: Option<Vec<String>>,
+    pub key_ids: Option<Vec<String>>,
     /// Every filter of the query is one the counts total.
     pub counted: bool,
 }
@@ -97,6 +101,7 @@ impl KeyScope {
             states: query.filter("keystate").map(<[String]>::to_vec),
             gone,
             aliases: query.filter("alias").map(<[String]>::to_vec),
+            key_ids: query.filter("keyid").map(<[String]>::to_vec),
             counted: query.filters.keys().all(|f| COUNTED.contains(&f.as_str())),
         }
     }
@@ -132,8 +137,11 @@ impl KeyScope {
     }
 
     /// The index that serves the filters while holding the fewest keys (ties: the fewest partitions).
-    /// Aliases name few keys, and are not counted: an alias filter always reads the alias index.
+    /// Key ids and aliases name few keys, and are not counted: such a filter always reads its own index.
     pub fn cheapest_index(&self, counts: &[UnitCount]) -> KeyIndex {
+        if let Some(key_ids) = &self.key_ids {
+            return KeyIndex::KeyIds(key_ids.clone());
+        }
         if let Some(aliases) = &self.aliases {
             return KeyIndex::Aliases(aliases.clone());
         }
@@ -195,6 +203,7 @@ mod tests {
             ("keystate", FilterKind::Text),
             ("gone", FilterKind::Bool),
             ("alias", FilterKind::Text),
+            ("keyid", FilterKind::Text),
             ("origin", FilterKind::Text),
         ],
         sort_fields: &["createdAt"],
@@ -252,6 +261,7 @@ mod tests {
         assert_eq!(both_gone_values.counted_total(&counts()), Some(1065));
         for uncounted in [
             vec![("alias", "alias/x")],
+            vec![("keyid", "k-1")],
             vec![("origin", "AWS_KMS"), ("region", "x")],
         ] {
             assert_eq!(
@@ -289,6 +299,18 @@ mod tests {
         assert_eq!(
             alias.cheapest_index(&counts()),
             KeyIndex::Aliases(vec!["alias/x".into()])
+        );
+        let key_id = KeyScope::of(
+            &query(&[
+                ("keyid", "k-1"),
+                ("region", "eu-west-1"),
+                ("alias", "alias/x"),
+            ]),
+            None,
+        );
+        assert_eq!(
+            key_id.cheapest_index(&counts()),
+            KeyIndex::KeyIds(vec!["k-1".into()])
         );
         assert_eq!(
             KeyScope::of(&query(&[]), None).cheapest_index(&counts()),

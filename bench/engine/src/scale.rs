@@ -10,7 +10,7 @@ use cckm_aws_sync::adapters::counting::CountingKeyStore;
 use cckm_aws_sync::api::auth::Authenticator;
 use cckm_aws_sync::config::AuthConfig;
 use cckm_aws_sync::domain::job::{UnitStatus, WorkItem};
-use cckm_aws_sync::domain::key::{AwsParam, KeyDetails, KeyRecord, Sighting, key_arn};
+use cckm_aws_sync::domain::key::{AwsParam, KeyDetails, KeyRecord, Sighting};
 use cckm_aws_sync::domain::kms::KmsResource;
 use cckm_aws_sync::domain::sync_request::SyncRequest;
 use cckm_aws_sync::entry::Entry;
@@ -189,7 +189,7 @@ fn scale_key(
     let details = KeyDetails {
         aws_param: AwsParam {
             aws_account_id: kms.account_id.clone(),
-            arn: key_arn(region, &kms.account_id, &key_id),
+            arn: format!("arn:aws:kms:{region}:{}:key/{key_id}", kms.account_id),
             key_id,
             alias: if n.is_multiple_of(4) {
                 vec![format!("alias/k{n}")]

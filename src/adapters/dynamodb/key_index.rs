@@ -4,7 +4,8 @@
 //!
 //! Indexes (all sorted by `created`): `by_unit` (`unit`, every attribute), `by_created` (`all_shard`),
 //! `by_state` (`state_shard`), `by_gone` (`gone_shard`), `by_region` (`region_shard`), each global one
-//! spread over `SHARDS` partitions; `by_alias` (`alias_name`) over alias items. Counts live in the jobs
+//! spread over `SHARDS` partitions; `by_keyid` (`keyid`, a key or a multi-Region key's replicas per
+//! value); `by_alias` (`alias_name`) over alias items. Counts live in the jobs
 //! table (`KEYCOUNT` / `<unit>`), one attribute per cell.
 
 use super::key_item::{SHARDS, created_key, from_key_item};
@@ -66,6 +67,7 @@ impl IndexPlan {
             KeyIndex::Regions(regions) => {
                 plan("by_region", "region_shard", sharded(regions.clone()), false)
             }
+            KeyIndex::KeyIds(key_ids) => plan("by_keyid", "keyid", key_ids.clone(), false),
             KeyIndex::Aliases(aliases) => IndexPlan {
                 record_ref: "key_ref",
                 ..plan("by_alias", "alias_name", aliases.clone(), false)

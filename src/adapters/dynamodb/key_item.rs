@@ -14,6 +14,10 @@ use uuid::Uuid;
 /// does not meet one index partition's write limit; a list reads them all, merged.
 pub const SHARDS: u8 = 8;
 
+/// The version of the item's layout: raised whenever an index attribute is added, so that the next sync
+/// rewrites the items stored before (the `by_keyid` index came with layout 1).
+pub const LAYOUT: u32 = 1;
+
 /// The stored record of one key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeyItem {
@@ -38,6 +42,8 @@ pub struct KeyItem {
     last_seen_job: Option<Uuid>,
     #[serde(default)]
     content_hash: Option<String>,
+    #[serde(default)]
+    layout: u32,
     #[serde(flatten)]
     index: IndexAttributes,
 }
@@ -59,6 +65,8 @@ pub struct IndexAttributes {
     pub gone_shard: String,
     /// `by_region`: `<region>#<shard>`.
     pub region_shard: String,
+    /// `by_keyid`: the AWS key id (unsharded: one key, or the replicas of one multi-Region key).
+    pub keyid: String,
 }
 
 /// Which shard of the global indexes a key lives in.
@@ -81,6 +89,7 @@ impl IndexAttributes {
             state_shard: format!("{state}#{shard}"),
             gone_shard: format!("{}#{shard}", record.gone),
             region_shard: format!("{}#{shard}", record.region),
+            keyid: record.aws_param.key_id.clone(),
         }
     }
 }
@@ -105,6 +114,7 @@ impl From<&KeyRecord> for KeyItem {
             arn: record.arn.clone(),
             last_seen_job: record.last_seen_job,
             content_hash: record.content_hash.clone(),
+            layout: LAYOUT,
             index: IndexAttributes::of(record),
         }
     }

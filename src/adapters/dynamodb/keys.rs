@@ -6,7 +6,7 @@ use super::key_index::{
     Cursor, IndexPlan, adjust_count, alias_delete, alias_writes, first_sightings, in_entry_order,
     keep_count, kept_counts, next_cursor, page_size, record_id, stored_aliases,
 };
-use super::key_item::{from_key_item, shard_of, to_key_item};
+use super::key_item::{LAYOUT, from_key_item, shard_of, to_key_item};
 use super::{
     CONDITION_FAILED, Item, batch_put, batch_write, cancellation_reasons, condition_failed,
     for_each_page, from_item, in_rounds, n, s, store_error,
@@ -49,6 +49,8 @@ struct StateItem {
     #[serde(default)]
     content_hash: Option<String>,
     gone: bool,
+    #[serde(default)]
+    layout: u32,
 }
 
 #[derive(Deserialize)]
@@ -426,7 +428,7 @@ impl KeyStore for DynamoKeyStore {
 
     async fn stored_states(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, StoredState>, AppError> {
         let items = self
-            .batch_get(ids, Some("id, createdAt, content_hash, gone"))
+            .batch_get(ids, Some("id, createdAt, content_hash, gone, layout"))
             .await?;
         let mut states = HashMap::with_capacity(items.len());
         for item in items {
@@ -435,7 +437,8 @@ impl KeyStore for DynamoKeyStore {
                 state.id,
                 StoredState {
                     created_at: state.created_at,
-                    content_hash: state.content_hash,
+                    // An item of an older layout lacks an index attribute: the sync writes it again.
+                    content_hash: state.content_hash.filter(|_| state.layout >= LAYOUT),
                     gone: state.gone,
                 },
             );

@@ -1,5 +1,5 @@
-//! `/v1/cckm/aws/keys[/{id}[/refresh]]` (spec 2). A query that names keys (`id`, `arn`, or `keyid` within
-//! the registered accounts) reads just those records. Any other query in creation order reads the index
+//! `/v1/cckm/aws/keys[/{id}[/refresh]]` (spec 2). A query that names keys by `id` or `arn` reads just
+//! those records; one by `keyid` reads them through the key-id index. Any other query in creation order reads the index
 //! that holds the fewest of its keys (`domain::key_query`) until its page is full, and takes its total
 //! from the counts the sync keeps; a sort on another field reads every key its filters name.
 
@@ -9,7 +9,7 @@ use crate::api::views;
 use crate::app::App;
 use crate::domain::AppError;
 use crate::domain::job::unit_key;
-use crate::domain::key::{KeyRecord, key_arn, key_record_id};
+use crate::domain::key::{KeyRecord, key_record_id};
 use crate::domain::key_query::KeyScope;
 use crate::domain::kms::KmsResource;
 use crate::domain::list::{FilterKind, ListQuery, ListSpec};
@@ -61,8 +61,6 @@ const LIST: ListSpec = ListSpec {
     default_sort: "-createdAt",
 };
 
-/// The most records a query that names keys reads one by one; past it, it reads like any other query.
-const MAX_NAMED_READS: usize = 1000;
 /// The most keys one list request examines: a deep page (`skip` at its bound plus the largest `limit`)
 /// and room for filters that no index serves. Past it, the request asks to be narrowed.
 const MAX_EXAMINED: usize = 20_000;
@@ -79,7 +77,7 @@ pub async fn list(app: &App, request: &HttpRequest) -> Result<HttpResponse, AppE
     };
     // Keys stream in a store page at a time; only the matches the page can still need are kept.
     let mut pager = query.pager();
-    let (plan, read, counted_total) = match named_keys(app, &query).await? {
+    let (plan, read, counted_total) = match named_keys(&query) {
         Some(ids) => {
             let keys = app.keys.get_many(&ids).await?;
             let read = keys.len() as u64;
@@ -153,47 +151,19 @@ fn index_order(query: &ListQuery) -> Option<bool> {
     }
 }
 
-/// The records a query names, when it names them: by `id`, by `arn` (a record's id is derived from its
-/// ARN), or by `keyid` in each account and region the query's KMS resources (all, without a `kms` filter)
-/// cover. None when the query names none, or too many to read one by one.
-async fn named_keys(app: &App, query: &ListQuery) -> Result<Option<Vec<Uuid>>, AppError> {
+/// The records a query names by `id` or by `arn` (a record's id is derived from its ARN); None when it
+/// names none.
+fn named_keys(query: &ListQuery) -> Option<Vec<Uuid>> {
     if let Some(ids) = query.filter("id") {
-        return Ok(Some(
+        return Some(
             ids.iter()
                 .filter_map(|id| Uuid::parse_str(id).ok())
                 .collect(),
-        ));
+        );
     }
-    if let Some(arns) = query.filter("arn") {
-        return Ok(Some(arns.iter().map(|arn| key_record_id(arn)).collect()));
-    }
-    let Some(key_ids) = query.filter("keyid") else {
-        return Ok(None);
-    };
-    let resources = match kms_filter(query) {
-        Some(names) => resolve_all(app, &names).await?,
-        None => app.kms.list().await?,
-    };
-    let mut ids = Vec::new();
-    for kms in resources {
-        for region in kms.regions.iter().filter(|region| {
-            query
-                .filter("region")
-                .is_none_or(|wanted| wanted.contains(region))
-        }) {
-            ids.extend(
-                key_ids
-                    .iter()
-                    .map(|key_id| key_record_id(&key_arn(region, &kms.account_id, key_id))),
-            );
-        }
-        if ids.len() > MAX_NAMED_READS {
-            return Ok(None);
-        }
-    }
-    ids.sort_unstable();
-    ids.dedup();
-    Ok(Some(ids))
+    query
+        .filter("arn")
+        .map(|arns| arns.iter().map(|arn| key_record_id(arn)).collect())
 }
 
 /// The values of the `kms` and `kms_id` filters together; None when neither is given.
