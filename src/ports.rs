@@ -2,7 +2,7 @@
 //! live in `adapters::{dynamodb, kms, sqs, sts}`; in-memory twins for tests in `adapters::memory`.
 
 use crate::domain::AppError;
-use crate::domain::job::{Job, UnitStatus, WorkItem};
+use crate::domain::job::{FanOut, Job, UnitStatus, WorkItem};
 use crate::domain::key::{KeyDetails, KeyRecord};
 pub use crate::domain::key_query::{KeyIndex, UnitCount};
 use crate::domain::kms::KmsResource;
@@ -384,6 +384,8 @@ pub trait CallerIdentity: Send + Sync {
 #[async_trait]
 pub trait Dispatcher: Send + Sync {
     async fn dispatch(&self, items: &[WorkItem]) -> Result<(), AppError>;
+    /// Hands shares of a large job's units to the workers, which send each unit's own message.
+    async fn fan_out(&self, shares: &[FanOut]) -> Result<(), AppError>;
     /// Makes a delivered message that failed for a passing reason come back after `delay`, instead of
     /// after the queue's whole visibility timeout.
     async fn retry_after(

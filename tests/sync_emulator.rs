@@ -559,6 +559,73 @@ async fn synchronize_all_covers_every_registered_kms_and_region() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_of_102_units_queues_one_fan_out_message_and_the_workers_run_every_unit_from_sqs() {
+    const SEVENTEEN: [&str; 17] = [
+        "us-east-1",
+        "us-east-2",
+        "us-west-1",
+        "us-west-2",
+        "ca-central-1",
+        "eu-west-1",
+        "eu-west-2",
+        "eu-west-3",
+        "eu-central-1",
+        "eu-north-1",
+        "ap-south-1",
+        "ap-northeast-1",
+        "ap-northeast-2",
+        "ap-northeast-3",
+        "ap-southeast-1",
+        "ap-southeast-2",
+        "sa-east-1",
+    ];
+    let emulator = shared();
+    let stack = emulator.stack().await;
+    for n in 0..6 {
+        let account = random_account();
+        for region in REGIONS {
+            emulator
+                .kms_in(&account, region)
+                .await
+                .create_key()
+                .send()
+                .await
+                .unwrap();
+        }
+        register_kms(&stack.entry, &format!("k{n}"), &account, &SEVENTEEN).await;
+    }
+    let id = start_job(&stack.entry, json!({"synchronize_all": true})).await;
+    let queued = stack
+        .sqs()
+        .get_queue_attributes()
+        .queue_url(&stack.queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        queued
+            .attributes()
+            .and_then(
+                |a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            )
+            .map(String::as_str),
+        Some("1"),
+        "one fan-out share of 102 units"
+    );
+    assert_eq!(
+        stack.drain_queue().await,
+        1 + 102,
+        "the share, then one message per unit"
+    );
+    let done = get_job(&stack.entry, &id).await;
+    assert_eq!(done["overall_status"], "completed", "{done}");
+    assert_eq!(done["progress"]["units_done"], 102);
+    assert_eq!(done["progress"]["keys_synced"], 18);
+    assert_eq!(list_keys(&stack.entry, "").await.len(), 18);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lapsed_lease_in_dynamodb_lets_a_new_job_start_when_a_worker_died() {
     let emulator = shared();
     let stack = emulator.stack().await;

@@ -501,3 +501,74 @@ async fn a_cancel_between_two_pages_of_one_unit_stops_it_there() {
         "a canceled unit flags nothing gone"
     );
 }
+
+#[tokio::test]
+async fn a_job_of_more_than_100_units_starts_with_fan_out_shares_and_a_share_sent_twice_syncs_each_key_once()
+ {
+    const REGIONS: [&str; 17] = [
+        "us-east-1",
+        "us-east-2",
+        "us-west-1",
+        "us-west-2",
+        "ca-central-1",
+        "eu-west-1",
+        "eu-west-2",
+        "eu-west-3",
+        "eu-central-1",
+        "eu-north-1",
+        "ap-south-1",
+        "ap-northeast-1",
+        "ap-northeast-2",
+        "ap-northeast-3",
+        "ap-southeast-1",
+        "ap-southeast-2",
+        "sa-east-1",
+    ];
+    let (entry, parts) = memory_entry(10);
+    let mut n = 0;
+    for account in 0..7 {
+        let account_id = format!("{:012}", 300_000_000_000u64 + account);
+        register_kms(&entry, &format!("k{account}"), &account_id, &REGIONS).await;
+        for region in REGIONS {
+            parts.source.put_key(&account_id, region, key(region, n));
+            n += 1;
+        }
+    }
+    let id = start_job(&entry, json!({"synchronize_all": true})).await;
+    assert_eq!(
+        parts.dispatcher.pending(),
+        0,
+        "the API sent no unit message"
+    );
+    let shares = parts.dispatcher.drain_fan_outs();
+    assert_eq!(shares.len(), 1);
+    assert_eq!(shares[0].fan_out.len(), 119);
+
+    // A share delivered twice (its first worker's answer lost) sends every unit message twice.
+    let deadline = chrono::Utc::now() + chrono::Duration::minutes(15);
+    for attempt in [1, 2] {
+        let response = entry
+            .handle(sqs_event(&shares, attempt), "worker", deadline)
+            .await
+            .expect("a readable event");
+        assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    }
+    let items = parts.dispatcher.drain();
+    assert_eq!(items.len(), 238);
+    let distinct: std::collections::BTreeSet<String> =
+        items.iter().map(WorkItem::unit_key).collect();
+    assert_eq!(distinct.len(), 119);
+    for chunk in items.chunks(10) {
+        let response = entry
+            .handle(sqs_event(chunk, 1), "worker", deadline)
+            .await
+            .expect("a readable event");
+        assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    }
+    run_workers(&entry, &parts).await;
+    let job = get_job(&entry, &id).await;
+    assert_eq!(job["overall_status"], "completed", "{job}");
+    assert_eq!(job["progress"]["units_done"], 119, "{job}");
+    assert_eq!(job["progress"]["keys_synced"], 119, "{job}");
+    assert_eq!(list_keys(&entry, "").await.len(), 119);
+}

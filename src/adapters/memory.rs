@@ -2,7 +2,7 @@
 //! the same rules as the AWS adapters (unique names, leases, idempotent pages, exactly-once finish).
 
 use crate::domain::AppError;
-use crate::domain::job::{Job, JobStatus, UnitStatus, WorkItem};
+use crate::domain::job::{FanOut, Job, JobStatus, UnitStatus, WorkItem};
 use crate::domain::key::{KeyDetails, KeyRecord};
 use crate::domain::kms::KmsResource;
 use crate::domain::time::Timestamp;
@@ -608,6 +608,7 @@ impl KeyStore for MemoryKeyStore {
 #[derive(Default)]
 pub struct MemoryDispatcher {
     sent: Mutex<Vec<WorkItem>>,
+    shares: Mutex<Vec<FanOut>>,
     retries: Mutex<Vec<(String, std::time::Duration)>>,
 }
 
@@ -626,12 +627,22 @@ impl MemoryDispatcher {
     pub fn drain(&self) -> Vec<WorkItem> {
         std::mem::take(&mut *lock(&self.sent))
     }
+
+    /// Takes every fan-out share handed over so far.
+    pub fn drain_fan_outs(&self) -> Vec<FanOut> {
+        std::mem::take(&mut *lock(&self.shares))
+    }
 }
 
 #[async_trait]
 impl Dispatcher for MemoryDispatcher {
     async fn dispatch(&self, items: &[WorkItem]) -> Result<(), AppError> {
         lock(&self.sent).extend_from_slice(items);
+        Ok(())
+    }
+
+    async fn fan_out(&self, shares: &[FanOut]) -> Result<(), AppError> {
+        lock(&self.shares).extend_from_slice(shares);
         Ok(())
     }
 

@@ -110,6 +110,50 @@ impl WorkItem {
     }
 }
 
+/// Units a job sends as their own messages when it starts; a larger job sends fan-out messages instead.
+pub const DIRECT_DISPATCH_UNITS: usize = 100;
+/// Units in one fan-out message: about 100 bytes each, so that ten messages fill one SendMessageBatch
+/// (256 KB) to at most 200 KB.
+pub const UNITS_PER_FAN_OUT: usize = 200;
+
+/// A share of a large job's units in one message: a worker sends each unit's own message. A job of
+/// thousands of units so starts with a few SQS calls, whatever its size; the API answers sooner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FanOut {
+    pub job_id: Uuid,
+    pub fan_out: Vec<Unit>,
+}
+
+impl FanOut {
+    /// The job's units in shares of `UNITS_PER_FAN_OUT`.
+    pub fn shares(job: &Job) -> Vec<FanOut> {
+        let units: Vec<Unit> = job.units.values().map(|entry| entry.unit.clone()).collect();
+        units
+            .chunks(UNITS_PER_FAN_OUT)
+            .map(|share| FanOut {
+                job_id: job.id,
+                fan_out: share.to_vec(),
+            })
+            .collect()
+    }
+
+    /// The unit messages this share stands for.
+    pub fn items(&self) -> Vec<WorkItem> {
+        self.fan_out
+            .iter()
+            .map(|unit| WorkItem::for_unit(self.job_id, unit))
+            .collect()
+    }
+}
+
+/// A message of the work queue: a share of a job's units to send on, or one unit to sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum WorkMessage {
+    FanOut(FanOut),
+    Unit(WorkItem),
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
     pub units_total: u64,
@@ -216,6 +260,49 @@ mod tests {
         };
         job.abort = abort;
         job
+    }
+
+    #[test]
+    fn a_large_job_fans_out_in_shares_that_fit_one_send_batch_and_read_back_as_fan_outs() {
+        let units: Vec<Unit> = (0..450)
+            .map(|n| Unit {
+                kms_id: Uuid::new_v4(),
+                account_id: format!("{:012}", 100_000_000_000u64 + n),
+                region: "ap-southeast-2".into(),
+            })
+            .collect();
+        let job = Job::start(
+            Uuid::new_v4(),
+            crate::domain::time::now(),
+            units,
+            vec![],
+            vec![],
+        );
+        let shares = FanOut::shares(&job);
+        assert_eq!(
+            shares.iter().map(|s| s.fan_out.len()).collect::<Vec<_>>(),
+            [200, 200, 50]
+        );
+        let items: Vec<WorkItem> = shares.iter().flat_map(FanOut::items).collect();
+        assert_eq!(items.len(), 450);
+        assert!(
+            items
+                .iter()
+                .all(|item| item.job_id == job.id && item.marker.is_none())
+        );
+        let ten_shares = 10 * serde_json::to_string(&shares[0]).unwrap().len();
+        assert!(ten_shares <= 200 * 1024, "{ten_shares} bytes");
+
+        let as_sent = serde_json::to_string(&shares[2]).unwrap();
+        assert_eq!(
+            serde_json::from_str::<WorkMessage>(&as_sent).unwrap(),
+            WorkMessage::FanOut(shares[2].clone())
+        );
+        let unit = serde_json::to_string(&items[0]).unwrap();
+        assert_eq!(
+            serde_json::from_str::<WorkMessage>(&unit).unwrap(),
+            WorkMessage::Unit(items[0].clone())
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Starting and cancelling synchronization jobs. Starting validates, plans the units, stores the job with
-//! its leases and hands one work item per unit to the dispatcher; nothing is written for a refused request.
+//! its leases and hands one work item per unit to the dispatcher (a large job: its units in fan-out shares,
+//! which the workers send on); nothing is written for a refused request.
 
 use crate::app::App;
 use crate::domain::AppError;
-use crate::domain::job::{Job, UnitStatus, WorkItem};
+use crate::domain::job::{DIRECT_DISPATCH_UNITS, FanOut, Job, UnitStatus, WorkItem};
 use crate::domain::sync_request::{SyncRequest, plan};
 use crate::domain::time::now;
 use chrono::Duration;
@@ -23,16 +24,21 @@ pub async fn start(app: &App, request: SyncRequest) -> Result<Job, AppError> {
     let started = now();
     let job = Job::start(Uuid::new_v4(), started, units, kms, regions);
     app.jobs.create(&job, lease_until(app, started)).await?;
-    let items: Vec<WorkItem> = job
-        .units
-        .values()
-        .map(|entry| WorkItem::for_unit(job.id, &entry.unit))
-        .collect();
-    if let Err(err) = app.dispatcher.dispatch(&items).await {
+    let queued = if job.units.len() <= DIRECT_DISPATCH_UNITS {
+        let items: Vec<WorkItem> = job
+            .units
+            .values()
+            .map(|entry| WorkItem::for_unit(job.id, &entry.unit))
+            .collect();
+        app.dispatcher.dispatch(&items).await
+    } else {
+        app.dispatcher.fan_out(&FanOut::shares(&job)).await
+    };
+    if let Err(err) = queued {
         fail_undispatched(app, &job, &err).await;
         return Err(err);
     }
-    tracing::info!(job_id = %job.id, units = items.len(), "synchronization job started");
+    tracing::info!(job_id = %job.id, units = job.units.len(), "synchronization job started");
     Ok(job)
 }
 

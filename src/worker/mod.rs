@@ -1,11 +1,12 @@
-//! The worker side: an SQS batch of work items, each one unit of a job, processed concurrently. Only the
-//! messages that should be tried again are reported back (`batchItemFailures`).
+//! The worker side: an SQS batch of work messages, processed concurrently: each one unit of a job, or a
+//! share of a large job's units to send on as unit messages. Only the messages that should be tried again
+//! are reported back (`batchItemFailures`).
 
 pub mod metrics;
 pub mod unit;
 
 use crate::app::App;
-use crate::domain::job::WorkItem;
+use crate::domain::job::{FanOut, WorkMessage};
 use crate::domain::time::Timestamp;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::join_all;
@@ -40,11 +41,14 @@ fn retry_delay(attempt: u32) -> Duration {
 /// Some(message id) when the message must come back.
 async fn handle_message(app: &App, message: SqsMessage, deadline: Timestamp) -> Option<String> {
     let message_id = message.message_id.clone().unwrap_or_default();
-    let item: WorkItem = match message.body.as_deref().map(serde_json::from_str) {
-        Some(Ok(item)) => item,
+    let work: WorkMessage = match message.body.as_deref().map(serde_json::from_str) {
+        Some(Ok(work)) => work,
         _ => {
             // It can never succeed; failing it sends it to the dead-letter queue, where an operator sees it.
-            tracing::error!(message_id, "work message is not a work item");
+            tracing::error!(
+                message_id,
+                "work message is neither a unit nor a fan-out share"
+            );
             return Some(message_id);
         }
     };
@@ -53,12 +57,22 @@ async fn handle_message(app: &App, message: SqsMessage, deadline: Timestamp) -> 
         .get("ApproximateReceiveCount")
         .and_then(|n| n.parse::<u32>().ok())
         .unwrap_or(1);
-    match unit::run(app, &item, attempt, deadline).await {
+    let outcome = match &work {
+        WorkMessage::Unit(item) => unit::run(app, item, attempt, deadline).await,
+        WorkMessage::FanOut(share) => fan_out(app, share).await,
+    };
+    match outcome {
         unit::Outcome::Done => None,
         unit::Outcome::Retry(reason) => {
             let delay = retry_delay(attempt);
-            tracing::warn!(message_id, job_id = %item.job_id, unit = %item.unit_key(), attempt, %reason,
-                delay_seconds = delay.as_secs(), "unit will be retried");
+            match &work {
+                WorkMessage::Unit(item) => tracing::warn!(message_id, job_id = %item.job_id,
+                    unit = %item.unit_key(), attempt, %reason, delay_seconds = delay.as_secs(),
+                    "unit will be retried"),
+                WorkMessage::FanOut(share) => tracing::warn!(message_id, job_id = %share.job_id,
+                    units = share.fan_out.len(), attempt, %reason, delay_seconds = delay.as_secs(),
+                    "fan-out will be retried"),
+            }
             if let Some(receipt) = message.receipt_handle.as_deref()
                 && let Err(err) = app.dispatcher.retry_after(receipt, delay).await
             {
@@ -67,6 +81,19 @@ async fn handle_message(app: &App, message: SqsMessage, deadline: Timestamp) -> 
             }
             Some(message_id)
         }
+    }
+}
+
+/// Sends the unit messages of one share. Sent again after a failure, a unit gets two messages, which its
+/// stored progress makes harmless (`unit::run`); a share that never gets through leaves its units to the
+/// abandoned-job sweep once their leases lapse.
+async fn fan_out(app: &App, share: &FanOut) -> unit::Outcome {
+    match app.dispatcher.dispatch(&share.items()).await {
+        Ok(()) => {
+            tracing::info!(job_id = %share.job_id, units = share.fan_out.len(), "units fanned out");
+            unit::Outcome::Done
+        }
+        Err(err) => unit::Outcome::Retry(err.to_string()),
     }
 }
 

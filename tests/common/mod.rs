@@ -239,8 +239,9 @@ pub async fn list_keys(entry: &Entry, query: &str) -> Vec<Value> {
     items
 }
 
-/// An SQS batch carrying `items`, as Lambda delivers it (message `m<i>`, receipt handle `r<i>`).
-pub fn sqs_event(items: &[WorkItem], receive_count: u32) -> Value {
+/// An SQS batch carrying `items` (units or fan-out shares), as Lambda delivers it (message `m<i>`, receipt
+/// handle `r<i>`).
+pub fn sqs_event(items: &[impl serde::Serialize], receive_count: u32) -> Value {
     let records: Vec<Value> = items
         .iter()
         .enumerate()
@@ -257,17 +258,24 @@ pub fn sqs_event(items: &[WorkItem], receive_count: u32) -> Value {
     json!({"Records": records})
 }
 
-/// Plays Lambda's event source mapping: hands every dispatched item to the worker until none is left.
+/// Plays Lambda's event source mapping: hands every dispatched fan-out share, then every item, to the
+/// worker until none is left.
 pub async fn run_workers(entry: &Entry, parts: &MemoryParts) -> usize {
     let mut batches = 0;
     loop {
-        let items = parts.dispatcher.drain();
-        if items.is_empty() {
-            return batches;
-        }
+        let shares = parts.dispatcher.drain_fan_outs();
+        let event = if shares.is_empty() {
+            let items = parts.dispatcher.drain();
+            if items.is_empty() {
+                return batches;
+            }
+            sqs_event(&items, 1)
+        } else {
+            sqs_event(&shares, 1)
+        };
         let deadline = chrono::Utc::now() + chrono::Duration::minutes(15);
         let response = entry
-            .handle(sqs_event(&items, 1), "worker", deadline)
+            .handle(event, "worker", deadline)
             .await
             .expect("a readable event");
         assert_eq!(response["batchItemFailures"], json!([]), "{response}");
