@@ -86,7 +86,7 @@ def goals(results):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--accounts", type=int, default=50, help="accounts of 17 regions each (default 50)")
-    parser.add_argument("--runs", type=int, default=3, help="job starts timed (median)")
+    parser.add_argument("--runs", type=int, default=5, help="job starts timed (median)")
     parser.add_argument("--workers", type=int, default=4, help="worker processes ending the units at once")
     parser.add_argument("--table-sizes", default="10000,30000",
                         help="keys in the table, comma-separated (moto fills about 300 keys/s, slower as it grows)")
