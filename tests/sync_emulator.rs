@@ -6,6 +6,11 @@ mod common;
 
 use aws_sdk_kms::Client as KmsClient;
 use aws_sdk_kms::types::{KeySpec, KeyUsageType, Tag};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::AfterDeserializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 use common::emulator::shared;
 use common::*;
 use serde_json::{Value, json};
@@ -691,4 +696,98 @@ async fn cancelling_a_job_whose_workers_are_gone_ends_it_at_once_in_dynamodb() {
         "{job}"
     );
     assert_eq!(job["progress"]["units_done"], 3);
+}
+
+/// The raw body of every answer a client reads: the dates as AWS wrote them, before the SDK reads them
+/// through an f64.
+#[derive(Debug, Default, Clone)]
+struct RawAnswers(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Intercept for RawAnswers {
+    fn name(&self) -> &'static str {
+        "RawAnswers"
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &AfterDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(bytes) = context.response().body().bytes() {
+            let text = String::from_utf8_lossy(bytes).into_owned();
+            self.0.lock().unwrap().push(text);
+        }
+        Ok(())
+    }
+}
+
+/// The microseconds since the epoch of `"<field>": <seconds>` in a raw answer, read off its decimal text.
+fn raw_micros(answer: &str, field: &str) -> Option<i64> {
+    let start = answer.find(&format!("\"{field}\":"))? + field.len() + 3;
+    let number: String = answer[start..]
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let (secs, fraction) = number.split_once('.').unwrap_or((&number, ""));
+    let micros = format!("{fraction:0<6}");
+    assert!(micros.len() == 6, "{number}: finer than a microsecond");
+    Some(secs.parse::<i64>().ok()? * 1_000_000 + micros.parse::<i64>().ok()?)
+}
+
+fn shown_micros(shown: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(shown.as_str().expect("a date"))
+        .expect("RFC 3339")
+        .timestamp_micros()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creation_and_deletion_dates_are_the_microseconds_aws_sent() {
+    let emulator = shared();
+    let stack = emulator.stack().await;
+    let account = random_account();
+    let raw = RawAnswers::default();
+    let kms = emulator.kms_in(&account, "us-east-1").await;
+    let kms = KmsClient::from_conf(kms.config().to_builder().interceptor(raw.clone()).build());
+    let mut sent = BTreeMap::new();
+    for n in 0..40 {
+        let key = kms
+            .create_key()
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap()
+            .key_id;
+        let created = raw_micros(raw.0.lock().unwrap().last().unwrap(), "CreationDate");
+        let deleted = if n % 4 == 0 {
+            kms.schedule_key_deletion()
+                .key_id(&key)
+                .send()
+                .await
+                .unwrap();
+            raw_micros(raw.0.lock().unwrap().last().unwrap(), "DeletionDate")
+        } else {
+            None
+        };
+        sent.insert(key, (created.expect("a creation date"), deleted));
+    }
+    register_kms(&stack.entry, "dates", &account, &["us-east-1"]).await;
+    let id = start_job(&stack.entry, json!({"kms": ["dates"]})).await;
+    stack.drain_queue().await;
+    assert_eq!(
+        get_job(&stack.entry, &id).await["overall_status"],
+        "completed"
+    );
+    let keys = list_keys(&stack.entry, "").await;
+    assert_eq!(keys.len(), 40);
+    for key in keys {
+        let param = &key["aws_param"];
+        let (created, deleted) = sent[param["KeyID"].as_str().unwrap()];
+        assert_eq!(shown_micros(&param["CreationDate"]), created, "{param}");
+        if let Some(deleted) = deleted {
+            assert_eq!(shown_micros(&param["DeletionDate"]), deleted, "{param}");
+        }
+    }
 }

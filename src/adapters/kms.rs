@@ -185,8 +185,17 @@ fn required(operation: &str, failure: Failure) -> SourceError {
     }
 }
 
+/// A date as AWS sent it. AWS sends epoch seconds as a JSON number, which the SDK reads through an f64:
+/// today that is within a quarter of a microsecond of the decimal sent, so rounding to the microsecond
+/// gives back exactly what was sent (milliseconds from KMS, microseconds from the emulator), where the
+/// f64's own digits can fall one microsecond short.
 fn date(value: Option<&DateTime>) -> Option<String> {
-    value.and_then(|d| d.fmt(Format::DateTime).ok())
+    let nanos = value?.as_nanos();
+    let micros = (nanos + 500).div_euclid(1000);
+    DateTime::from_nanos(micros * 1000)
+        .ok()?
+        .fmt(Format::DateTime)
+        .ok()
 }
 
 impl AwsKeySource {
@@ -581,5 +590,37 @@ impl KeySource for AwsKeySource {
             aws_param: param,
             read_errors,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::date;
+    use aws_smithy_types::DateTime;
+
+    #[test]
+    fn dates_read_through_an_f64_come_back_to_the_microsecond_aws_sent() {
+        for (sent, shown) in [
+            (1_764_412_345.123_456, "2025-11-29T10:32:25.123456Z"),
+            (1_764_412_345.000_001, "2025-11-29T10:32:25.000001Z"),
+            (1_764_412_345.999_999, "2025-11-29T10:32:25.999999Z"),
+            (1_537_983_891.349, "2018-09-26T17:44:51.349Z"),
+            (1_764_412_345.0, "2025-11-29T10:32:25Z"),
+        ] {
+            assert_eq!(
+                date(Some(&DateTime::from_secs_f64(sent))).as_deref(),
+                Some(shown),
+                "{sent}"
+            );
+        }
+        let short = (1..1000)
+            .map(|n| 1_764_412_345.0 + f64::from(n) * 1e-6)
+            .filter(|sent| {
+                let raw = DateTime::from_secs_f64(*sent).subsec_nanos();
+                raw / 1000 != (raw + 500) / 1000
+            })
+            .count();
+        assert!(short > 0, "the f64 falls short of some microseconds");
+        assert_eq!(date(None), None);
     }
 }
