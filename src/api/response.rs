@@ -55,10 +55,13 @@ impl HttpResponse {
 
     /// The proxy integration response object API Gateway expects. HTTP API (v2) answers also carry
     /// `cookies` (function-URL runtimes such as `cargo lambda watch` refuse an answer without it); REST (v1)
-    /// answers must not.
+    /// answers must not. Every answer forbids caching and content sniffing: it may hold key policies and
+    /// role ARNs.
     pub fn into_proxy(self, payload: Payload) -> Value {
         let body = self.body.map(|b| b.to_string()).unwrap_or_default();
         let mut headers = serde_json::Map::new();
+        headers.insert("cache-control".into(), Value::from("no-store"));
+        headers.insert("x-content-type-options".into(), Value::from("nosniff"));
         if !body.is_empty() {
             headers.insert("content-type".into(), Value::from("application/json"));
         }
@@ -113,5 +116,9 @@ mod tests {
         assert!(proxy.get("cookies").is_none());
         let v2 = HttpResponse::no_content().into_proxy(Payload::HttpV2);
         assert_eq!((&v2["body"], &v2["cookies"]), (&json!(""), &json!([])));
+        for answer in [&proxy, &v2] {
+            assert_eq!(answer["headers"]["cache-control"], "no-store");
+            assert_eq!(answer["headers"]["x-content-type-options"], "nosniff");
+        }
     }
 }

@@ -143,12 +143,15 @@ pub fn v1_event(
 }
 
 /// Sends an API event through the entry point; answers the status and the parsed body (null when empty).
+/// Every answer must forbid caching and content sniffing.
 pub async fn call(entry: &Entry, event: Value) -> (u16, Value) {
     let deadline = chrono::Utc::now() + chrono::Duration::minutes(15);
     let proxy = entry
         .handle(event, "lambda-req", deadline)
         .await
         .expect("a readable event");
+    assert_eq!(proxy["headers"]["cache-control"], "no-store", "{proxy}");
+    assert_eq!(proxy["headers"]["x-content-type-options"], "nosniff", "{proxy}");
     let status = proxy["statusCode"].as_u64().unwrap_or(0) as u16;
     let body = proxy["body"]
         .as_str()

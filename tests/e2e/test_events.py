@@ -2,7 +2,7 @@
 
 Generic checks: API Gateway events (v1 and v2) get an object with an integer `statusCode`, equal to
 events/expectations.json[file] when that names one, and error answers carry the CCKM error body
-(`code`, `codeDesc`); SQS events get `null` or `{"batchItemFailures": [...]}` naming only messages of the
+(`code`, `codeDesc`), and every answer forbids caching and sniffing; SQS events get `null` or `{"batchItemFailures": [...]}` naming only messages of the
 batch; other events must not fail. Each event runs against an empty stack (fresh_stack).
 """
 
@@ -65,6 +65,9 @@ def test_event(fresh_stack, event_file):
         expected = _expectations().get(event_file.name)
         if expected is not None:
             assert answer["statusCode"] == expected, f"expected {expected}: {where}"
+        headers = {k.lower(): v for k, v in (answer.get("headers") or {}).items()}
+        assert headers.get("cache-control") == "no-store", f"cacheable: {where}"
+        assert headers.get("x-content-type-options") == "nosniff", f"sniffable: {where}"
         if answer["statusCode"] >= 400:
             body = _json_body(answer)
             assert isinstance(body, dict) and "code" in body and "codeDesc" in body, f"not a CCKM error: {where}"
