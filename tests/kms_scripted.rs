@@ -803,3 +803,35 @@ async fn scripted_every_retry_waits_for_the_bucket_and_a_throttle_lowers_its_rat
     assert_eq!(policy.counts(), (1, 0));
     assert!(source.keys_in_flight().is_some_and(|n| n >= 1));
 }
+
+#[tokio::test]
+async fn scripted_a_unit_that_gives_up_shows_operation_code_and_message_and_nothing_of_the_raw_answer()
+ {
+    let outage = mock!(Client::list_keys)
+        .sequence()
+        .http_status(
+            500,
+            Some(r#"{"__type":"KMSInternalException","message":"scripted outage","internal":"hyper::Error(Io)"}"#.into()),
+        )
+        .repeatedly()
+        .build();
+    let (entry, parts) = entry_with(
+        ScriptedKms::new(vec![("us-east-1", vec![outage])]),
+        &["us-east-1"],
+    )
+    .await;
+    let id = start_job(&entry, json!({"kms": ["scripted"]})).await;
+    let items = parts.dispatcher.drain();
+    let deadline = chrono::Utc::now() + chrono::Duration::minutes(15);
+    entry
+        .handle(sqs_event(&items, 4), "worker", deadline)
+        .await
+        .expect("a readable event");
+    let job = get_job(&entry, &id).await;
+    assert_eq!(job["overall_status"], "failed", "{job}");
+    assert_eq!(
+        job["detailed_status"]["111122223333/us-east-1"],
+        "region synchronization failed: gave up after 4 attempts: ListKeys: KMSInternalException: \
+         scripted outage"
+    );
+}

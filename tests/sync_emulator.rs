@@ -93,9 +93,14 @@ async fn expected_param(kms: &KmsClient, key_id: &str) -> Value {
         .unwrap()
         .key_metadata
         .unwrap();
+    // To the microsecond the emulator sent, which the SDK's f64 can miss by one (checked against the raw
+    // answers in `creation_and_deletion_dates_are_the_microseconds_aws_sent`).
     let date = |d: Option<&aws_smithy_types::DateTime>| {
         d.map(|d| {
-            d.fmt(aws_smithy_types::date_time::Format::DateTime)
+            let micros = (d.as_secs_f64() * 1e6).round() as i128;
+            aws_smithy_types::DateTime::from_nanos(micros * 1000)
+                .unwrap()
+                .fmt(aws_smithy_types::date_time::Format::DateTime)
                 .unwrap()
         })
     };

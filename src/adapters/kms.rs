@@ -19,7 +19,6 @@ use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::operation::get_key_rotation_status::GetKeyRotationStatusOutput;
 use aws_smithy_types::DateTime;
 use aws_smithy_types::date_time::Format;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -141,7 +140,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let text = format!("{operation}: {}", DisplayErrorContext(err));
+    let text = super::aws_error::reason(operation, err);
     let Some(service) = err.as_service_error() else {
         return Failure::Transient(text);
     };
@@ -162,10 +161,7 @@ where
             | "RequestExpired",
         )
         | None => Failure::Transient(text),
-        Some(code) => Failure::Refused(format!(
-            "{operation}: {code}: {}",
-            service.message().unwrap_or_default()
-        )),
+        Some(_) => Failure::Refused(text),
     }
 }
 

@@ -1,13 +1,13 @@
 //! The dispatcher on SQS: one message per work item or fan-out share, sent in batches of at most 10
 //! (SendMessageBatch), several batches at once.
 
+use super::aws_error::reason;
 use crate::domain::AppError;
 use crate::domain::job::{FanOut, WorkItem};
 use crate::ports::Dispatcher;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use futures::{StreamExt, stream};
 use serde::Serialize;
 
@@ -55,9 +55,7 @@ impl SqsDispatcher {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| {
-                    AppError::Internal(format!("sqs send: {}", DisplayErrorContext(&e)))
-                })?;
+                .map_err(|e| AppError::Internal(reason("sqs SendMessageBatch", &e)))?;
             let failed: Vec<&str> = output.failed().iter().map(|f| f.id()).collect();
             pending.retain(|(id, _)| failed.contains(&id.as_str()));
             if pending.is_empty() {
@@ -107,12 +105,7 @@ impl Dispatcher for SqsDispatcher {
             .visibility_timeout(i32::try_from(delay.as_secs()).unwrap_or(i32::MAX))
             .send()
             .await
-            .map_err(|e| {
-                AppError::Internal(format!(
-                    "sqs change visibility: {}",
-                    DisplayErrorContext(&e)
-                ))
-            })?;
+            .map_err(|e| AppError::Internal(reason("sqs ChangeMessageVisibility", &e)))?;
         Ok(())
     }
 }

@@ -1,13 +1,13 @@
 //! STS: the function's own account (GetCallerIdentity) and role credentials (AssumeRole), cached until
 //! shortly before they expire. Built from the shared `SdkConfig`, so `AWS_ENDPOINT_URL` reaches it too.
 
+use super::aws_error::reason;
 use crate::domain::AppError;
 use crate::ports::{CallerIdentity, SourceError};
 use async_trait::async_trait;
 use aws_credential_types::Credentials;
 use aws_sdk_sts::Client;
 use aws_sdk_sts::error::ProvideErrorMetadata;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -35,12 +35,7 @@ impl CallerIdentity for StsCallerIdentity {
             .get_caller_identity()
             .send()
             .await
-            .map_err(|e| {
-                AppError::Internal(format!(
-                    "sts get-caller-identity: {}",
-                    DisplayErrorContext(&e)
-                ))
-            })?;
+            .map_err(|e| AppError::Internal(reason("sts GetCallerIdentity", &e)))?;
         output
             .account
             .ok_or_else(|| AppError::Internal("sts get-caller-identity named no account".into()))
@@ -101,7 +96,7 @@ impl RoleCredentials {
             .send()
             .await
             .map_err(|err| {
-                let text = format!("assume role {role_arn}: {}", DisplayErrorContext(&err));
+                let text = reason(&format!("AssumeRole {role_arn}"), &err);
                 let code = err.as_service_error().and_then(|e| e.code());
                 match code {
                     // Throttled, or STS failed on its side: worth another try.

@@ -151,7 +151,10 @@ pub async fn call(entry: &Entry, event: Value) -> (u16, Value) {
         .await
         .expect("a readable event");
     assert_eq!(proxy["headers"]["cache-control"], "no-store", "{proxy}");
-    assert_eq!(proxy["headers"]["x-content-type-options"], "nosniff", "{proxy}");
+    assert_eq!(
+        proxy["headers"]["x-content-type-options"], "nosniff",
+        "{proxy}"
+    );
     let status = proxy["statusCode"].as_u64().unwrap_or(0) as u16;
     let body = proxy["body"]
         .as_str()

@@ -23,7 +23,6 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
-use aws_smithy_types::error::display::DisplayErrorContext;
 use futures::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -42,10 +41,13 @@ const BATCH_ROUNDS: u32 = 8;
 
 pub(crate) fn store_error<E, R>(context: &str, err: SdkError<E, R>) -> AppError
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    AppError::Internal(format!("dynamodb {context}: {}", DisplayErrorContext(&err)))
+    AppError::Internal(crate::adapters::aws_error::reason(
+        &format!("dynamodb {context}"),
+        &err,
+    ))
 }
 
 /// True when the call failed only because its condition did not hold.
