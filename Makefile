@@ -65,11 +65,12 @@ clippy:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 cfn-lint: venv
-	@echo "==== cfn-lint template.yaml ===="
+	@echo "==== cfn-lint template.yaml, and its IAM policies (tests/template) ===="
 	@if [ -f template.yaml ]; then $(VENV)/bin/cfn-lint template.yaml && echo "cfn-lint: no findings"; \
 	 else echo "SKIP cfn-lint: no template.yaml"; fi
+	PYTHONDONTWRITEBYTECODE=1 $(PY) -m pytest tests/template -q -p no:cacheprovider
 
-lint: venv fmt-check clippy cfn-lint ## cargo fmt --check, clippy -D warnings, cfn-lint
+lint: venv fmt-check clippy cfn-lint ## cargo fmt --check, clippy -D warnings, cfn-lint, IAM policy check
 
 cargo-test: venv
 	@echo "==== cargo test ===="

@@ -357,16 +357,34 @@ pub async fn list_jobs_filters_sorts_and_pages(backend: &Backend) {
     }
 }
 
+/// The eight token attacks, each on every route: every one gets 401 and writes nothing.
 pub async fn every_route_refuses_a_request_without_a_valid_token(backend: &Backend) {
     let entry = backend.entry();
     let now = chrono::Utc::now().timestamp();
+    // Valid in every way but the one the case names.
+    let claims = |changes: Value| {
+        let mut claims =
+            json!({"sub": "attacker", "exp": now + 600, "iss": ISSUER, "aud": AUDIENCE});
+        for (name, value) in changes.as_object().unwrap() {
+            claims[name] = value.clone();
+        }
+        token_with(claims)
+    };
     let tokens: Vec<(&str, Option<String>)> = vec![
         ("missing", None),
         ("malformed", Some("abc.def".into())),
-        ("expired", Some(token_with(json!({"exp": now - 600})))),
+        ("expired", Some(claims(json!({"exp": now - 600})))),
         (
             "not yet valid",
-            Some(token_with(json!({"exp": now + 7200, "nbf": now + 3600}))),
+            Some(claims(json!({"exp": now + 7200, "nbf": now + 3600}))),
+        ),
+        (
+            "wrong issuer",
+            Some(claims(json!({"iss": "https://evil.test"}))),
+        ),
+        (
+            "wrong audience",
+            Some(claims(json!({"aud": "another-app"}))),
         ),
         (
             "unsigned",
@@ -378,7 +396,7 @@ pub async fn every_route_refuses_a_request_without_a_valid_token(backend: &Backe
                 let key = jsonwebtoken::EncodingKey::from_secret(b"another-secret");
                 jsonwebtoken::encode(
                     &jsonwebtoken::Header::default(),
-                    &json!({"exp": now + 600}),
+                    &json!({"exp": now + 600, "iss": ISSUER, "aud": AUDIENCE}),
                     &key,
                 )
                 .unwrap()
@@ -411,6 +429,14 @@ pub async fn every_route_refuses_a_request_without_a_valid_token(backend: &Backe
             assert_eq!(response.0, 401, "{name} {method} {path}: {}", response.1);
             assert_cckm_error(&response, 401, 1);
         }
+    }
+    // The valid token gets in, and none of the attacks wrote anything.
+    for path in [
+        "/api/v1/cckm/aws/kms",
+        "/api/v1/cckm/aws/synchronization-jobs",
+    ] {
+        let (status, list) = request(entry, "GET", path, None).await;
+        assert_eq!((status, &list["total"]), (200, &json!(0)), "{path}: {list}");
     }
 }
 

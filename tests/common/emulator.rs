@@ -135,6 +135,8 @@ impl Emulator {
             .collect();
         env.push(("WORK_QUEUE_URL".into(), queue_url.clone()));
         env.push(("JWT_HS256_SECRET".into(), super::SECRET.into()));
+        env.push(("JWT_ISSUER".into(), super::ISSUER.into()));
+        env.push(("JWT_AUDIENCE".into(), super::AUDIENCE.into()));
         let config =
             Config::from_lookup(|name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
                 .expect("test configuration");

@@ -15,11 +15,17 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
 pub const SECRET: &str = "integration-test-secret";
+/// The issuer and audience every test stack checks tokens for.
+pub const ISSUER: &str = "https://idp.cckm.test";
+pub const AUDIENCE: &str = "cckm-aws-sync";
 /// moto's default account, which the function's own credentials belong to.
 pub const OWN_ACCOUNT: &str = "123456789012";
 
 pub fn token() -> String {
-    token_with(json!({"sub": "tester", "exp": chrono::Utc::now().timestamp() + 600}))
+    token_with(
+        json!({"sub": "tester", "exp": chrono::Utc::now().timestamp() + 600,
+        "iss": ISSUER, "aud": AUDIENCE}),
+    )
 }
 
 pub fn token_with(claims: Value) -> String {
@@ -30,6 +36,8 @@ pub fn token_with(claims: Value) -> String {
 pub fn auth_config() -> AuthConfig {
     AuthConfig {
         hs256_secret: Some(SECRET.into()),
+        issuer: Some(ISSUER.into()),
+        audience: Some(AUDIENCE.into()),
         ..AuthConfig::default()
     }
 }
