@@ -6,6 +6,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 API_PORT ?= 9000
+WORKER_PORT ?= 9001
+API_CONCURRENCY ?= 4
+WORKER_CONCURRENCY ?= 4
 EMULATOR_PORT ?= 5000
 FUNCTION ?= cckm-aws-sync
 KMS_TABLE ?= cckm-kms
@@ -22,7 +25,7 @@ VENV_STAMP := $(VENV)/.installed
 # Tools from the venv (cargo-lambda, zig, cfn-lint, python) come first on PATH.
 VENV_PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-export API_PORT EMULATOR_PORT FUNCTION KMS_TABLE JOBS_TABLE KEYS_TABLE WORK_QUEUE_NAME JWT_HS256_SECRET RUST_LOG
+export API_PORT WORKER_PORT API_CONCURRENCY WORKER_CONCURRENCY EMULATOR_PORT FUNCTION KMS_TABLE JOBS_TABLE KEYS_TABLE WORK_QUEUE_NAME JWT_HS256_SECRET RUST_LOG
 
 .PHONY: help venv venv-lock up down demo test lint fmt-check clippy cfn-lint cargo-test e2e build bench bench-scale clean-local
 

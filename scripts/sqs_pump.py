@@ -3,15 +3,17 @@
 
 Long-polls the work queue (up to 10 messages, 1 s wait), hands each batch to the function as a real Lambda
 SQS event through the Lambda invoke endpoint of `cargo lambda watch`, and deletes only the messages that the
-function did not report in `batchItemFailures` (ReportBatchItemFailures semantics). As in AWS, a batch whose
+function did not report in `batchItemFailures` (ReportBatchItemFailures semantics). `--pollers N` (default 4)
+polls and invokes N batches at once, as the event-source mapping does, so that the worker's instances run
+concurrent invocations. As in AWS, a batch whose
 invocation errors or whose answer cannot be read counts as failed whole. Failed messages are left on the
 queue and come back when their visibility timeout ends; `--failed-visibility N` shortens that to N seconds
 so that local retries do not wait the queue's 960 s (default 10; -1 keeps the queue's timeout).
 One log line per batch. SIGTERM or SIGINT stops it after the current batch.
 
 Configuration (flags override env): WORK_QUEUE_URL, AWS_ENDPOINT_URL, AWS_REGION (default us-east-1),
-INVOKE_URL (default http://127.0.0.1:$API_PORT/2015-03-31/functions/$FUNCTION_NAME/invocations,
-API_PORT 9000, FUNCTION_NAME cckm-aws-sync).
+INVOKE_URL (default http://127.0.0.1:$WORKER_PORT/2015-03-31/functions/$FUNCTION_NAME/invocations,
+WORKER_PORT 9001, FUNCTION_NAME cckm-aws-sync).
 """
 
 import argparse
@@ -20,6 +22,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -164,8 +167,23 @@ def pump_once(sqs, args, queue_arn):
     return len(got)
 
 
+def poll(sqs, args):
+    """One poller: a batch at a time until stopped."""
+    queue_arn = None
+    while not _stop:
+        try:
+            if queue_arn is None:
+                queue_arn = sqs.get_queue_attributes(QueueUrl=args.queue_url, AttributeNames=["QueueArn"])[
+                    "Attributes"
+                ]["QueueArn"]
+            pump_once(sqs, args, queue_arn)
+        except Exception as err:  # emulator restarting, queue not there yet: keep going
+            log(f"error: {type(err).__name__}: {err}")
+            time.sleep(1)
+
+
 def main(argv=None):
-    port = os.environ.get("API_PORT", "9000")
+    port = os.environ.get("WORKER_PORT", "9001")
     fn = os.environ.get("FUNCTION_NAME", "cckm-aws-sync")
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--queue-url", default=os.environ.get("WORK_QUEUE_URL"))
@@ -177,6 +195,7 @@ def main(argv=None):
     )
     p.add_argument("--invoke-timeout", type=float, default=960.0)
     p.add_argument("--failed-visibility", type=int, default=10)
+    p.add_argument("--pollers", type=int, default=4, help="batches polled and invoked at once")
     args = p.parse_args(argv)
     if not args.queue_url:
         p.error("--queue-url or WORK_QUEUE_URL is required")
@@ -192,18 +211,12 @@ def main(argv=None):
         aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
         aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
     )
-    queue_arn = None
-    log(f"polling {args.queue_url} -> {args.invoke_url}")
-    while not _stop:
-        try:
-            if queue_arn is None:
-                queue_arn = sqs.get_queue_attributes(QueueUrl=args.queue_url, AttributeNames=["QueueArn"])[
-                    "Attributes"
-                ]["QueueArn"]
-            pump_once(sqs, args, queue_arn)
-        except Exception as err:  # emulator restarting, queue not there yet: keep going
-            log(f"error: {type(err).__name__}: {err}")
-            time.sleep(1)
+    log(f"polling {args.queue_url} -> {args.invoke_url} with {args.pollers} pollers")
+    pollers = [threading.Thread(target=poll, args=(sqs, args), daemon=True) for _ in range(args.pollers)]
+    for poller in pollers:
+        poller.start()
+    for poller in pollers:
+        poller.join()
     log("stopped")
 
 

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Local stack for cckm-aws-sync, driven by `make up` / `make down` (run from the repository root).
 #
-#   up:   moto emulator (scripts/moto_server.py) -> bootstrap tables/queues -> `cargo lambda watch` with the
-#         function's environment -> SQS pump (scripts/sqs_pump.py) -> KMS "demo" and "demo-b" registered;
+#   up:   moto emulator (scripts/moto_server.py) -> bootstrap tables/queues -> the function under two
+#         `cargo lambda watch`, shaped like the template: the API instance (API_PORT, API_CONCURRENCY
+#         invocations at once, default 4) and the worker instance (WORKER_PORT, WORKER_CONCURRENCY, default
+#         4), with the function's environment from a private file -> SQS pump (scripts/sqs_pump.py, as many
+#         pollers as the worker runs invocations) -> KMS "demo" and "demo-b" registered;
 #         then prints API_URL, AWS_ENDPOINT_URL and TOKEN on stdout (everything else goes to stderr) and saves
 #         them in .local/env.
 #   down: stops what `up` started (process groups recorded in .local/*.pid); safe to repeat.
 # Each background service runs in its own process group (set -m), so stopping it also stops its children
 # (cargo lambda watch -> cargo run -> the function). Logs: .local/<name>.log.
-# Settings (env, set by the Makefile): API_PORT EMULATOR_PORT FUNCTION KMS_TABLE JOBS_TABLE KEYS_TABLE
-# WORK_QUEUE_NAME JWT_HS256_SECRET RUST_LOG READY_TIMEOUT VENV.
+# Settings (env, set by the Makefile): API_PORT WORKER_PORT API_CONCURRENCY WORKER_CONCURRENCY EMULATOR_PORT
+# FUNCTION KMS_TABLE JOBS_TABLE KEYS_TABLE WORK_QUEUE_NAME JWT_HS256_SECRET RUST_LOG READY_TIMEOUT VENV.
 set -euo pipefail
 set -m
 
@@ -17,6 +20,9 @@ LOCAL=.local
 VENV=${VENV:-.venv}
 PY=$VENV/bin/python
 API_PORT=${API_PORT:-9000}
+WORKER_PORT=${WORKER_PORT:-9001}
+API_CONCURRENCY=${API_CONCURRENCY:-4}
+WORKER_CONCURRENCY=${WORKER_CONCURRENCY:-4}
 EMULATOR_PORT=${EMULATOR_PORT:-5000}
 FUNCTION=${FUNCTION:-cckm-aws-sync}
 READY_TIMEOUT=${READY_TIMEOUT:-900}
@@ -117,20 +123,30 @@ up() {
     done
   } >"$envfile"
   chmod 600 "$envfile"
-  if alive watch; then
-    say "cargo lambda watch already running (pid $(cat $LOCAL/watch.pid)); it keeps the environment it started with"
-  else
-    port_busy "$API_PORT" && die "port $API_PORT is taken by another program (set API_PORT=...)"
-    say "building $FUNCTION (cargo build) ..."
-    cargo build --bin "$FUNCTION" >&2
-    # Unset our own AWS_* so that only function.env decides what the function sees.
-    start watch env -u AWS_PROFILE -u AWS_SESSION_TOKEN PATH="$PWD/$VENV/bin:$PATH" \
-      "$VENV/bin/cargo-lambda" lambda watch -A 127.0.0.1 -P "$API_PORT" --env-file "$envfile"
-  fi
+  local name port concurrency
+  for name in api worker; do
+    if [[ $name == api ]]; then port=$API_PORT concurrency=$API_CONCURRENCY; else port=$WORKER_PORT concurrency=$WORKER_CONCURRENCY; fi
+    if alive "watch-$name"; then
+      say "cargo lambda watch ($name) already running (pid $(cat "$LOCAL/watch-$name.pid")); it keeps the environment it started with"
+      continue
+    fi
+    port_busy "$port" && die "port $port is taken by another program (set ${name^^}_PORT=...)"
+    if [[ $name == api ]]; then
+      say "building $FUNCTION (cargo build) ..."
+      cargo build --bin "$FUNCTION" >&2
+    fi
+    # Only function.env decides what the function sees: our own AWS_*, the secret and RUST_LOG stay out of
+    # cargo-lambda's environment, and it logs at its own level (at `info` for every crate it would print
+    # the whole environment of each instance it starts).
+    start "watch-$name" env -u AWS_PROFILE -u AWS_SESSION_TOKEN -u JWT_HS256_SECRET RUST_LOG=cargo_lambda=info \
+      PATH="$PWD/$VENV/bin:$PATH" "$VENV/bin/cargo-lambda" lambda watch -A 127.0.0.1 -P "$port" \
+      --concurrency "$concurrency" --env-file "$envfile"
+  done
   # A function-URL request without a token: any answer (401 expected) means the function is up.
   local status
   status=$(wait_http "$API_BASE/lambda-url/$FUNCTION/api/v1/cckm/aws/kms" "cargo lambda watch" "$READY_TIMEOUT")
-  check_alive watch
+  check_alive watch-api
+  check_alive watch-worker
   say "function answered HTTP $status to an unauthenticated probe"
 
   # 4. SQS pump
@@ -138,8 +154,8 @@ up() {
     say "sqs pump already running (pid $(cat $LOCAL/pump.pid))"
   else
     start pump env WORK_QUEUE_URL="$queue_url" AWS_ENDPOINT_URL="$ENDPOINT" AWS_REGION=us-east-1 \
-      AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing API_PORT="$API_PORT" FUNCTION_NAME="$FUNCTION" \
-      "$PY" -u scripts/sqs_pump.py
+      AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing WORKER_PORT="$WORKER_PORT" FUNCTION_NAME="$FUNCTION" \
+      "$PY" -u scripts/sqs_pump.py --pollers "$WORKER_CONCURRENCY"
   fi
 
   local token
@@ -155,7 +171,9 @@ up() {
 
 down() {
   stop pump
-  stop watch
+  stop watch-api
+  stop watch-worker
+  stop watch # a stack started before the API and the worker had instances of their own
   stop moto
   rm -f "$LOCAL/env"
 }

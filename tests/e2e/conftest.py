@@ -1,9 +1,12 @@
-"""Fixtures for the end-to-end tests: a moto emulator and the function under `cargo lambda watch`.
+"""Fixtures for the end-to-end tests: a moto emulator and the function under `cargo lambda watch`, shaped
+like the template: an API instance and a separate worker instance, each running several invocations at once.
 
 `stack` (session): starts scripts/moto_server.py on a free loopback port, creates tables and the queue with
-names unique to this run (scripts/local_aws.py bootstrap), builds the function, and starts
-`cargo lambda watch -A 127.0.0.1 -P <free port>` with the function's environment. Everything is stopped at
-the end (each service runs in its own process group). Logs go to a temporary folder named in failures.
+names unique to this run (scripts/local_aws.py bootstrap), builds the function, and starts two
+`cargo lambda watch -A 127.0.0.1 -P <free port> --concurrency N` (API: 8 instances, worker: 4) with the
+function's environment in a private env file, so that cargo-lambda's own launch line never shows the
+secret. Everything is stopped at the end (each service runs in its own process group). Logs go to a
+temporary folder named in failures.
 `fresh_stack` (per test): the same stack, emptied first (moto reset + bootstrap), since the expectations
 in events/expectations.json assume an empty stack.
 Tools come from $CCKM_VENV (default: the repository's .venv, made by `make venv`).
@@ -29,6 +32,10 @@ PY = VENV / "bin" / "python"
 CARGO_LAMBDA = VENV / "bin" / "cargo-lambda"
 FUNCTION = "cckm-aws-sync"
 JWT_SECRET = "local-dev-secret-change-me"  # the secret events/ are signed with
+# What the function reads from its environment file.
+FUNCTION_ENV = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                "KMS_TABLE", "JOBS_TABLE", "KEYS_TABLE", "WORK_QUEUE_NAME", "WORK_QUEUE_URL", "JWT_HS256_SECRET",
+                "RUST_LOG")
 
 
 def free_port():
@@ -67,9 +74,13 @@ def stop(proc):
             proc.wait()
 
 
+API_CONCURRENCY, WORKER_CONCURRENCY = 8, 4
+
+
 class Stack:
-    def __init__(self, endpoint, api_port, env, logs):
-        self.endpoint, self.api_port, self.env, self.logs = endpoint, api_port, env, logs
+    def __init__(self, endpoint, api_port, worker_port, env, logs):
+        self.endpoint, self.api_port, self.worker_port, self.env, self.logs = (
+            endpoint, api_port, worker_port, env, logs)
 
     def bootstrap(self):
         out = subprocess.run(
@@ -84,11 +95,18 @@ class Stack:
         urllib.request.urlopen(req, timeout=30).read()
         self.bootstrap()
 
-    def invoke(self, data_file, timeout=300):
-        """`cargo lambda invoke`: returns (exit code, parsed stdout or raw text, stderr)."""
+    @property
+    def api_url(self):
+        """The API's function URL (`cargo lambda watch` serves one per function)."""
+        return f"http://127.0.0.1:{self.api_port}/lambda-url/{FUNCTION}"
+
+    def invoke(self, data_file, timeout=300, worker=False):
+        """`cargo lambda invoke` on the API instance, or on the worker's: returns (exit code, parsed stdout
+        or raw text, stderr)."""
+        port = self.worker_port if worker else self.api_port
         out = subprocess.run(
             [str(CARGO_LAMBDA), "lambda", "invoke", FUNCTION, "--data-file", str(data_file),
-             "--invoke-address", "127.0.0.1", "--invoke-port", str(self.api_port), "--output-format", "json"],
+             "--invoke-address", "127.0.0.1", "--invoke-port", str(port), "--output-format", "json"],
             cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout,
         )
         try:
@@ -104,7 +122,7 @@ def stack(tmp_path_factory):
         pytest.fail(f"no venv with cargo-lambda at {VENV}: run `make venv`")
     logs = tmp_path_factory.mktemp("e2e-logs")
     run_id = uuid.uuid4().hex[:8]
-    emulator_port, api_port = free_port(), free_port()
+    emulator_port, api_port, worker_port = free_port(), free_port(), free_port()
     endpoint = f"http://127.0.0.1:{emulator_port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update({
@@ -121,18 +139,29 @@ def stack(tmp_path_factory):
         procs.append(spawn([PY, REPO / "scripts" / "moto_server.py", "-H", "127.0.0.1", "-p", emulator_port],
                            moto_log))
         wait_port(emulator_port, procs[-1], moto_log, 60)
-        stack = Stack(endpoint, api_port, env, logs)
+        stack = Stack(endpoint, api_port, worker_port, env, logs)
         env["WORK_QUEUE_URL"] = stack.bootstrap()
 
         build = subprocess.run(["cargo", "build", "--bin", FUNCTION], cwd=REPO, env=env,
                                capture_output=True, text=True)
         if build.returncode != 0:
             pytest.fail(f"cargo build --bin {FUNCTION} failed:\n{build.stderr[-4000:]}")
-        watch_log = logs / "watch.log"
-        procs.append(spawn([CARGO_LAMBDA, "lambda", "watch", "--ignore-changes",
-                            "-A", "127.0.0.1", "-P", api_port], watch_log, env))
-        wait_port(api_port, procs[-1], watch_log, 120)
-        print(f"e2e stack: emulator {endpoint}, function on 127.0.0.1:{api_port}, logs {logs}", file=sys.stderr)
+        # The function's environment in a file only we can read; cargo-lambda itself logs at its own level
+        # (at `info` for every crate it would print the whole environment of each instance it starts).
+        env_file = logs / "function.env"
+        env_file.touch(mode=0o600)
+        env_file.write_text("".join(f'{name}="{env[name]}"\n' for name in FUNCTION_ENV))
+        watch_env = {k: v for k, v in env.items() if k not in FUNCTION_ENV}
+        watch_env["RUST_LOG"] = "cargo_lambda=info"
+        for name, port, concurrency in (("api", api_port, API_CONCURRENCY),
+                                        ("worker", worker_port, WORKER_CONCURRENCY)):
+            log = logs / f"watch-{name}.log"
+            procs.append(spawn([CARGO_LAMBDA, "lambda", "watch", "--ignore-changes", "-A", "127.0.0.1",
+                                "-P", port, "--concurrency", concurrency, "--env-file", env_file],
+                               log, watch_env))
+            wait_port(port, procs[-1], log, 120)
+        print(f"e2e stack: emulator {endpoint}, API on 127.0.0.1:{api_port}, worker on 127.0.0.1:{worker_port}, "
+              f"logs {logs}", file=sys.stderr)
         yield stack
     finally:
         for proc in reversed(procs):

@@ -52,14 +52,14 @@ def _json_body(answer):
 @pytest.mark.parametrize("event_file", _event_files())
 def test_event(fresh_stack, event_file):
     event = json.loads(event_file.read_text())
-    code, answer, stderr = fresh_stack.invoke(event_file)
+    kind = _kind(event)
+    code, answer, stderr = fresh_stack.invoke(event_file, worker=kind == "sqs")
     shown = repr(answer)
     shown = shown if len(shown) <= 1500 else shown[:1500] + "..."
     where = f"{event_file.name}: exit {code}, answer {shown}\nstderr: {stderr[-2000:]}\nlogs: {fresh_stack.logs}"
     assert code == 0, f"invoke failed: {where}"
     assert not (isinstance(answer, dict) and "errorType" in answer), f"function error: {where}"
 
-    kind = _kind(event)
     if kind == "api":
         assert isinstance(answer, dict) and isinstance(answer.get("statusCode"), int), f"no statusCode: {where}"
         expected = _expectations().get(event_file.name)
