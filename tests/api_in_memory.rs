@@ -79,3 +79,40 @@ async fn thousands_of_odd_requests_never_panic_and_never_answer_500() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_405_names_in_its_allow_header_exactly_the_methods_the_path_answers() {
+    use common::*;
+    let (entry, _parts) = memory_entry(10);
+    let id = "00000000-0000-0000-0000-000000000000";
+    for path in [
+        "/api/v1/cckm/aws/kms".to_string(),
+        format!("/api/v1/cckm/aws/kms/{id}"),
+        "/api/v1/cckm/aws/synchronization-jobs".into(),
+        format!("/api/v1/cckm/aws/synchronization-jobs/{id}"),
+        format!("/api/v1/cckm/aws/synchronization-jobs/{id}/cancel"),
+        "/api/v1/cckm/aws/keys".into(),
+        format!("/api/v1/cckm/aws/keys/{id}"),
+        format!("/api/v1/cckm/aws/keys/{id}/refresh"),
+    ] {
+        let mut answered = Vec::new();
+        let mut allow = std::collections::BTreeSet::new();
+        for method in [
+            "GET", "POST", "PATCH", "DELETE", "PUT", "HEAD", "OPTIONS", "TRACE",
+        ] {
+            let deadline = chrono::Utc::now() + chrono::Duration::minutes(15);
+            let proxy = entry
+                .handle(v2_event(method, &path, None, Some(&token())), "r", deadline)
+                .await
+                .expect("a readable event");
+            if proxy["statusCode"] == 405 {
+                let listed = proxy["headers"]["allow"].as_str().expect("an Allow header");
+                allow.insert(listed.to_string());
+            } else {
+                answered.push(method);
+            }
+        }
+        assert_eq!(allow.len(), 1, "{path}: {allow:?}");
+        assert_eq!(allow.pop_first().unwrap(), answered.join(", "), "{path}");
+    }
+}

@@ -86,6 +86,10 @@ async fn a_page_reads_about_its_size_whatever_the_number_of_keys() {
         assert_eq!(found["total"], 1, "{stores:?}");
         assert_eq!(found["resources"][0]["id"], one["id"]);
         assert!(read <= 2, "{stores:?}: keyid read {read} items");
+        // An empty alias or key id names no key (DynamoDB refuses an empty key value: never asked).
+        for query in ["alias=", "keyid=", "alias=&alias=%F0%9F%94%91", "keyid=&region=us-east-1"] {
+            assert_eq!(page(&rig, query).await["total"], 0, "{stores:?} {query}");
+        }
         for (keys, query, read) in &costs {
             // 5 records, and at most 2 index entries from each of 8 shards (or 1 unit partition) and a
             // refill: the same at 40 keys as at 400.

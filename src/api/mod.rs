@@ -29,6 +29,17 @@ enum Route {
 }
 
 impl Route {
+    /// The methods the route takes, as an `Allow` header lists them.
+    fn methods(&self) -> &'static str {
+        match self {
+            Route::KmsCollection | Route::JobCollection => "GET, POST",
+            Route::Kms(_) => "GET, PATCH, DELETE",
+            Route::Job(_) | Route::KeyCollection => "GET",
+            Route::JobCancel(_) | Route::KeyRefresh(_) => "POST",
+            Route::Key(_) => "GET, DELETE",
+        }
+    }
+
     fn parse(path: &str) -> Option<Route> {
         let rest = path.strip_prefix("/v1/cckm/aws/")?;
         let segments: Vec<&str> = rest.split('/').collect();
@@ -93,6 +104,7 @@ impl Api {
             _ => Err(AppError::MethodNotAllowed {
                 method: method.to_string(),
                 path: request.path.clone(),
+                allow: route.methods(),
             }),
         }
     }

@@ -8,6 +8,8 @@ use serde_json::{Value, json};
 pub struct HttpResponse {
     pub status: u16,
     pub body: Option<Value>,
+    /// The methods a 405 answer names in its `Allow` header.
+    pub allow: Option<&'static str>,
 }
 
 impl HttpResponse {
@@ -15,6 +17,7 @@ impl HttpResponse {
         HttpResponse {
             status,
             body: Some(body),
+            allow: None,
         }
     }
 
@@ -22,6 +25,7 @@ impl HttpResponse {
         HttpResponse {
             status: 204,
             body: None,
+            allow: None,
         }
     }
 
@@ -47,10 +51,17 @@ impl HttpResponse {
             }
             other => other.to_string(),
         };
-        HttpResponse::json(
-            status,
-            json!({"code": code, "codeDesc": desc, "message": message, "requestID": request_id}),
-        )
+        let allow = match err {
+            AppError::MethodNotAllowed { allow, .. } => Some(*allow),
+            _ => None,
+        };
+        HttpResponse {
+            allow,
+            ..HttpResponse::json(
+                status,
+                json!({"code": code, "codeDesc": desc, "message": message, "requestID": request_id}),
+            )
+        }
     }
 
     /// The proxy integration response object API Gateway expects. HTTP API (v2) answers also carry
@@ -67,6 +78,9 @@ impl HttpResponse {
         }
         if self.status == 401 {
             headers.insert("www-authenticate".into(), Value::from("Bearer"));
+        }
+        if let Some(allow) = self.allow {
+            headers.insert("allow".into(), Value::from(allow));
         }
         let mut proxy = json!({"statusCode": self.status, "headers": headers, "body": body, "isBase64Encoded": false});
         if payload == Payload::HttpV2 {

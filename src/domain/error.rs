@@ -14,8 +14,13 @@ pub enum AppError {
     Unauthorized(String),
     #[error("{0}")]
     NotFound(String),
+    /// A known path asked with a method it does not take; `allow` lists those it takes (the `Allow` header).
     #[error("method {method} is not allowed on {path}")]
-    MethodNotAllowed { method: String, path: String },
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allow: &'static str,
+    },
     #[error("{0}")]
     Conflict(String),
     /// Something broke on our side or in AWS. The text is logged, never returned to the caller.

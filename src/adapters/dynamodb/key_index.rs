@@ -41,6 +41,10 @@ fn sharded(values: impl IntoIterator<Item = String>) -> Vec<String> {
         .collect()
 }
 
+fn not_empty(values: &[String]) -> Vec<String> {
+    values.iter().filter(|v| !v.is_empty()).cloned().collect()
+}
+
 impl IndexPlan {
     pub fn of(index: &KeyIndex) -> IndexPlan {
         let plan = |name, hash, values, whole_records| IndexPlan {
@@ -67,10 +71,11 @@ impl IndexPlan {
             KeyIndex::Regions(regions) => {
                 plan("by_region", "region_shard", sharded(regions.clone()), false)
             }
-            KeyIndex::KeyIds(key_ids) => plan("by_keyid", "keyid", key_ids.clone(), false),
+            // An empty key id or alias names no key, and DynamoDB refuses an empty key value.
+            KeyIndex::KeyIds(key_ids) => plan("by_keyid", "keyid", not_empty(key_ids), false),
             KeyIndex::Aliases(aliases) => IndexPlan {
                 record_ref: "key_ref",
-                ..plan("by_alias", "alias_name", aliases.clone(), false)
+                ..plan("by_alias", "alias_name", not_empty(aliases), false)
             },
         }
     }
