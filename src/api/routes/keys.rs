@@ -151,19 +151,21 @@ fn index_order(query: &ListQuery) -> Option<bool> {
     }
 }
 
-/// The records a query names by `id` or by `arn` (a record's id is derived from its ARN); None when it
-/// names none.
+/// The records a query names by `id` or by `arn` (a record's id is derived from its ARN), each once; None
+/// when it names none.
 fn named_keys(query: &ListQuery) -> Option<Vec<Uuid>> {
-    if let Some(ids) = query.filter("id") {
-        return Some(
-            ids.iter()
-                .filter_map(|id| Uuid::parse_str(id).ok())
-                .collect(),
-        );
-    }
-    query
-        .filter("arn")
-        .map(|arns| arns.iter().map(|arn| key_record_id(arn)).collect())
+    let ids: BTreeSet<Uuid> = if let Some(ids) = query.filter("id") {
+        ids.iter()
+            .filter_map(|id| Uuid::parse_str(id).ok())
+            .collect()
+    } else {
+        query
+            .filter("arn")?
+            .iter()
+            .map(|arn| key_record_id(arn))
+            .collect()
+    };
+    Some(ids.into_iter().collect())
 }
 
 /// The values of the `kms` and `kms_id` filters together; None when neither is given.
