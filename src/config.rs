@@ -70,6 +70,10 @@ pub struct SyncSettings {
     pub key_concurrency: usize,
     /// How long a job keeps its (account, region) leases without progress before another job may start.
     pub lease: Duration,
+    /// How long a delivery's claim on its unit lasts without a page done: a second copy of the message
+    /// waits that long before it may take over from a delivery that died. Below the queue's visibility
+    /// timeout (960 s), so that a message that comes back finds the claim lapsed.
+    pub claim: Duration,
     /// A unit stops at a page boundary and hands its marker on when less than this is left of the invocation.
     pub deadline_margin: Duration,
     /// After this many deliveries a unit that keeps failing for a passing reason is failed for good.
@@ -88,6 +92,7 @@ impl Default for SyncSettings {
             key_concurrency: 8,
             // Long enough for a unit to wait its turn in a backlogged queue; renewed at every page.
             lease: Duration::from_secs(2 * 60 * 60),
+            claim: Duration::from_secs(300),
             deadline_margin: Duration::from_secs(90),
             max_attempts: 4,
             rate_share: 0.5,
@@ -151,37 +156,31 @@ impl Config {
                 }
             };
         }
-        if let Some(text) = optional("SYNC_LEASE_SECONDS") {
-            let seconds = text
-                .parse::<u64>()
-                .ok()
-                .filter(|n| (1..=86_400).contains(n))
-                .ok_or_else(|| ConfigError::Invalid {
-                    name: "SYNC_LEASE_SECONDS",
-                    reason: "a whole number from 1 to 86400".into(),
-                })?;
+        // A setting that is a whole number within bounds.
+        let whole = |name: &'static str, low: u64, high: u64| {
+            optional(name)
+                .map(|text| {
+                    text.parse::<u64>()
+                        .ok()
+                        .filter(|n| (low..=high).contains(n))
+                        .ok_or_else(|| ConfigError::Invalid {
+                            name,
+                            reason: format!("a whole number from {low} to {high}"),
+                        })
+                })
+                .transpose()
+        };
+        if let Some(seconds) = whole("SYNC_LEASE_SECONDS", 1, 86_400)? {
             sync.lease = Duration::from_secs(seconds);
         }
-        if let Some(text) = optional("JOB_RETENTION_DAYS") {
-            let days = text
-                .parse::<u64>()
-                .ok()
-                .filter(|n| (1..=3650).contains(n))
-                .ok_or_else(|| ConfigError::Invalid {
-                    name: "JOB_RETENTION_DAYS",
-                    reason: "a whole number from 1 to 3650".into(),
-                })?;
+        if let Some(seconds) = whole("SYNC_CLAIM_SECONDS", 5, 840)? {
+            sync.claim = Duration::from_secs(seconds);
+        }
+        if let Some(days) = whole("JOB_RETENTION_DAYS", 1, 3650)? {
             sync.job_retention = Duration::from_secs(days * 86_400);
         }
-        if let Some(text) = optional("SYNC_KEY_CONCURRENCY") {
-            sync.key_concurrency = text
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=64).contains(n))
-                .ok_or_else(|| ConfigError::Invalid {
-                    name: "SYNC_KEY_CONCURRENCY",
-                    reason: "a whole number from 1 to 64".into(),
-                })?;
+        if let Some(keys) = whole("SYNC_KEY_CONCURRENCY", 1, 64)? {
+            sync.key_concurrency = keys as usize;
         }
         Ok(Config {
             kms_table: required("KMS_TABLE")?,

@@ -28,9 +28,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// How long a delivery's claim on a unit lasts without renewal (it is renewed with every page, at most
-/// 30 s of reading at the allowed rate): how long a redelivery waits for a delivery that died.
-const CLAIM: Duration = Duration::from_secs(300);
 /// Candidates of the gone sweep asked of AWS, then written, at a time.
 const SWEEP_BATCH: usize = 25;
 /// The `read_errors` entry of a key that AWS refused to describe.
@@ -81,7 +78,7 @@ pub async fn run(app: &App, item: &WorkItem, attempt: u32, deadline: Timestamp) 
             .release_claim(item.job_id, &delivery.unit_key, delivery.id)
             .await
     {
-        // It lapses on its own (`CLAIM`); a redelivery waits that long at most.
+        // It lapses on its own (`SyncSettings::claim`); a redelivery waits that long at most.
         tracing::warn!(job_id = %item.job_id, unit = delivery.unit_key, error = %err,
             "could not give the unit's claim back");
     }
@@ -277,7 +274,7 @@ impl Delivery<'_> {
     async fn hold(&self) -> Result<(), Stop> {
         self.hold_lease().await?;
         let at = now();
-        let until = at + chrono_duration(CLAIM);
+        let until = at + chrono_duration(self.app.sync.claim);
         if self
             .app
             .jobs
