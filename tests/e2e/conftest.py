@@ -35,7 +35,7 @@ JWT_SECRET = "local-dev-secret-change-me"  # the secret events/ are signed with
 # What the function reads from its environment file.
 FUNCTION_ENV = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                 "KMS_TABLE", "JOBS_TABLE", "KEYS_TABLE", "WORK_QUEUE_NAME", "WORK_QUEUE_URL", "JWT_HS256_SECRET",
-                "RUST_LOG")
+                "RUST_LOG", "SYNC_CLAIM_SECONDS")
 
 
 def free_port():
@@ -57,10 +57,10 @@ def wait_port(port, proc, log, timeout):
     pytest.fail(f"nothing listens on 127.0.0.1:{port} after {timeout}s; log {log}")
 
 
-def spawn(cmd, log, env=None):
+def spawn(cmd, log, env=None, append=False):
     return subprocess.Popen(
         [str(c) for c in cmd], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
-        stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        stdout=open(log, "ab" if append else "wb"), stderr=subprocess.STDOUT, start_new_session=True,
     )
 
 
@@ -81,6 +81,17 @@ class Stack:
     def __init__(self, endpoint, api_port, worker_port, env, logs):
         self.endpoint, self.api_port, self.worker_port, self.env, self.logs = (
             endpoint, api_port, worker_port, env, logs)
+        self.watch = {}  # name -> (its process, a function that starts it again)
+
+    def kill_worker(self):
+        """Kills the worker instance and every invocation it runs, as a crash or a timeout would."""
+        proc, _ = self.watch["worker"]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def start_worker(self):
+        _, start = self.watch["worker"]
+        self.watch["worker"] = (start(), start)
 
     def bootstrap(self):
         out = subprocess.run(
@@ -131,9 +142,11 @@ def stack(tmp_path_factory):
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
         "KMS_TABLE": f"e2e-{run_id}-kms", "JOBS_TABLE": f"e2e-{run_id}-jobs", "KEYS_TABLE": f"e2e-{run_id}-keys",
         "WORK_QUEUE_NAME": f"e2e-{run_id}-work", "JWT_HS256_SECRET": JWT_SECRET,
+        # A copy of a message whose delivery died takes over after 5 s, not 5 minutes (test_faults.py).
+        "SYNC_CLAIM_SECONDS": "5",
         "RUST_LOG": os.environ.get("RUST_LOG", "info"),
     })
-    procs = []
+    procs, stack = [], None
     try:
         moto_log = logs / "moto.log"
         procs.append(spawn([PY, REPO / "scripts" / "moto_server.py", "-H", "127.0.0.1", "-p", emulator_port],
@@ -156,14 +169,21 @@ def stack(tmp_path_factory):
         for name, port, concurrency in (("api", api_port, API_CONCURRENCY),
                                         ("worker", worker_port, WORKER_CONCURRENCY)):
             log = logs / f"watch-{name}.log"
-            procs.append(spawn([CARGO_LAMBDA, "lambda", "watch", "--ignore-changes", "-A", "127.0.0.1",
-                                "-P", port, "--concurrency", concurrency, "--env-file", env_file],
-                               log, watch_env))
-            wait_port(port, procs[-1], log, 120)
+
+            def start(port=port, concurrency=concurrency, log=log):
+                proc = spawn([CARGO_LAMBDA, "lambda", "watch", "--ignore-changes", "-A", "127.0.0.1",
+                              "-P", port, "--concurrency", concurrency, "--env-file", env_file],
+                             log, watch_env, append=True)
+                wait_port(port, proc, log, 120)
+                return proc
+
+            stack.watch[name] = (start(), start)
         print(f"e2e stack: emulator {endpoint}, API on 127.0.0.1:{api_port}, worker on 127.0.0.1:{worker_port}, "
               f"logs {logs}", file=sys.stderr)
         yield stack
     finally:
+        for proc, _ in stack.watch.values() if stack else ():
+            stop(proc)
         for proc in reversed(procs):
             stop(proc)
 
