@@ -67,13 +67,23 @@ clippy:
 	@echo "==== cargo clippy --workspace --all-targets -- -D warnings ===="
 	cargo clippy --workspace --all-targets -- -D warnings
 
-cfn-lint: venv
-	@echo "==== cfn-lint template.yaml, and its IAM policies (tests/template) ===="
-	@if [ -f template.yaml ]; then $(VENV)/bin/cfn-lint template.yaml && echo "cfn-lint: no findings"; \
-	 else echo "SKIP cfn-lint: no template.yaml"; fi
+SAM_VENV := .venv-sam
+SAM_STAMP := $(SAM_VENV)/.installed
+
+$(SAM_STAMP): scripts/sam-requirements.txt scripts/sam-constraints.txt
+	@echo "[sam] installing scripts/sam-requirements.txt into $(SAM_VENV)/" >&2
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	@$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r scripts/sam-requirements.txt -c scripts/sam-constraints.txt >&2
+	@touch $@
+
+cfn-lint: venv $(SAM_STAMP)
+	@echo "==== cfn-lint template.yaml, sam validate --lint, and its IAM policies (tests/template) ===="
+	$(VENV)/bin/cfn-lint template.yaml && echo "cfn-lint: no findings"
+	SAM_CLI_TELEMETRY=0 AWS_ACCESS_KEY_ID=none AWS_SECRET_ACCESS_KEY=none AWS_DEFAULT_REGION=us-east-1 \
+	  $(SAM_VENV)/bin/sam validate --lint --template template.yaml
 	PYTHONDONTWRITEBYTECODE=1 $(PY) -m pytest tests/template -q -p no:cacheprovider
 
-lint: venv fmt-check clippy cfn-lint ## cargo fmt --check, clippy -D warnings, cfn-lint, IAM policy check
+lint: venv fmt-check clippy cfn-lint ## cargo fmt --check, clippy -D warnings, cfn-lint, sam validate --lint, IAM policy check
 
 cargo-test: venv
 	@echo "==== cargo test ===="
