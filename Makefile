@@ -27,7 +27,7 @@ VENV_PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 export API_PORT WORKER_PORT API_CONCURRENCY WORKER_CONCURRENCY EMULATOR_PORT FUNCTION KMS_TABLE JOBS_TABLE KEYS_TABLE WORK_QUEUE_NAME JWT_HS256_SECRET RUST_LOG
 
-.PHONY: help venv venv-lock up down demo test lint fmt-check clippy cfn-lint cargo-test e2e build bench bench-scale clean-local
+.PHONY: help venv venv-lock up down demo test lint fmt-check clippy cfn-lint deny cargo-test e2e build bench bench-scale clean-local
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -83,7 +83,17 @@ cfn-lint: venv $(SAM_STAMP)
 	  $(SAM_VENV)/bin/sam validate --lint --template template.yaml
 	PYTHONDONTWRITEBYTECODE=1 $(PY) -m pytest tests/template -q -p no:cacheprovider
 
-lint: venv fmt-check clippy cfn-lint ## cargo fmt --check, clippy -D warnings, cfn-lint, sam validate --lint, IAM policy check
+CARGO_DENY := .tools/bin/cargo-deny
+
+$(CARGO_DENY):
+	@echo "[deny] cargo install cargo-deny 0.20.2 into .tools/ (a few minutes, once)" >&2
+	cargo install cargo-deny --version 0.20.2 --locked --root .tools
+
+deny: $(CARGO_DENY)
+	@echo "==== cargo deny check licenses bans (deny.toml) ===="
+	$(CARGO_DENY) check licenses bans
+
+lint: venv fmt-check clippy cfn-lint deny ## cargo fmt --check, clippy -D warnings, cfn-lint, sam validate --lint, IAM policy check, cargo deny
 
 cargo-test: venv
 	@echo "==== cargo test ===="
@@ -96,7 +106,7 @@ e2e: venv ## end-to-end tests (tests/e2e, pytest; starts its own emulator and ca
 	 else echo "SKIP e2e: no tests/e2e"; fi
 
 test: venv ## lint, cargo test, e2e tests (what CI runs)
-	@$(MAKE) --no-print-directory fmt-check clippy cfn-lint cargo-test e2e
+	@$(MAKE) --no-print-directory fmt-check clippy cfn-lint deny cargo-test e2e
 	@echo "==== make test: all steps passed ===="
 
 build: venv ## release build for Lambda (arm64, Zig from the venv) into target/lambda/
