@@ -91,7 +91,21 @@ impl Entry {
                 Err(err) => bad_http_event(err, request_id, Payload::HttpV2),
             },
             EventKind::Sqs => match serde_json::from_value::<SqsEvent>(event) {
-                Ok(batch) => json!(worker::handle_batch(&self.app, batch, deadline).await),
+                // A message without an id could not be named in `batchItemFailures`.
+                Ok(batch)
+                    if batch
+                        .records
+                        .iter()
+                        .all(|m| m.message_id.as_deref().is_some_and(|id| !id.is_empty())) =>
+                {
+                    json!(worker::handle_batch(&self.app, batch, deadline).await)
+                }
+                Ok(_) => {
+                    tracing::error!(
+                        "SQS event with a message without an id; the batch will come back"
+                    );
+                    return Err(UnreadableBatch("a message without an id".into()));
+                }
                 Err(err) => {
                     tracing::error!(error = %err, "unreadable SQS event; the batch will come back");
                     return Err(UnreadableBatch(err.to_string()));
