@@ -379,8 +379,9 @@ async fn every_filter_sort_and_page_agrees_with_an_independent_computation_over_
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refresh_rereads_one_key_after_a_tag_change_and_a_scheduled_deletion() {
+/// A stack with one key in a fresh account's us-east-1, registered as `name` and synced: the stack, the
+/// account's KMS client, the key id and its record.
+async fn one_key_synced(name: &str) -> (Stack, aws_sdk_kms::Client, String, Value) {
     let emulator = shared();
     let stack = emulator.stack().await;
     let account = random_account();
@@ -393,11 +394,16 @@ async fn refresh_rereads_one_key_after_a_tag_change_and_a_scheduled_deletion() {
         .key_metadata
         .unwrap()
         .key_id;
-    register_kms(&stack.entry, "r", &account, &["us-east-1"]).await;
-    sync(&stack, json!({"kms": ["r"]})).await;
-    let record = list_keys(&stack.entry, &format!("keyid={key}"))
-        .await
-        .remove(0);
+    register_kms(&stack.entry, name, &account, &["us-east-1"]).await;
+    sync(&stack, json!({"kms": [name]})).await;
+    let mut found = list_keys(&stack.entry, &format!("keyid={key}")).await;
+    assert_eq!(found.len(), 1);
+    (stack, kms, key, found.remove(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_rereads_one_key_after_a_tag_change_and_a_scheduled_deletion() {
+    let (stack, kms, key, record) = one_key_synced("r").await;
     let id = record["id"].as_str().unwrap();
     assert_eq!(record["aws_param"]["Tags"], json!([]));
 
@@ -535,22 +541,7 @@ async fn a_deleted_record_comes_back_with_the_same_id_on_the_next_sync() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_next_sync_rewrites_a_key_stored_before_the_key_id_index() {
-    let emulator = shared();
-    let stack = emulator.stack().await;
-    let account = random_account();
-    let kms = emulator.kms_in(&account, "us-east-1").await;
-    let key = kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
-    register_kms(&stack.entry, "old", &account, &["us-east-1"]).await;
-    sync(&stack, json!({"kms": ["old"]})).await;
-    let record = list_keys(&stack.entry, &format!("keyid={key}")).await;
-    assert_eq!(record.len(), 1);
+    let (stack, _, key, record) = one_key_synced("old").await;
 
     // As an item of layout 0 was stored: without the layout and the key-id index attribute.
     stack
@@ -559,7 +550,7 @@ async fn the_next_sync_rewrites_a_key_stored_before_the_key_id_index() {
         .table_name(&stack.config.keys_table)
         .key(
             "id",
-            aws_sdk_dynamodb::types::AttributeValue::S(record[0]["id"].as_str().unwrap().into()),
+            aws_sdk_dynamodb::types::AttributeValue::S(record["id"].as_str().unwrap().into()),
         )
         .update_expression("REMOVE layout, keyid")
         .send()
@@ -575,5 +566,5 @@ async fn the_next_sync_rewrites_a_key_stored_before_the_key_id_index() {
     assert_eq!(job["progress"]["keys_synced"], 1, "{job}");
     let found = list_keys(&stack.entry, &format!("keyid={key}")).await;
     assert_eq!(found.len(), 1);
-    assert_eq!(found[0]["createdAt"], record[0]["createdAt"]);
+    assert_eq!(found[0]["createdAt"], record["createdAt"]);
 }

@@ -450,20 +450,25 @@ async fn a_second_sync_flags_deleted_keys_gone_keeps_ids_and_created_at_and_sees
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_mid_job_ends_completed_with_abort_and_overlap_is_refused_until_then() {
-    let emulator = shared();
-    let stack = emulator.stack().await;
-    let account = random_account();
+/// A key in each of `REGIONS` of `account`.
+async fn one_key_per_region(account: &str) {
     for region in REGIONS {
-        emulator
-            .kms_in(&account, region)
+        shared()
+            .kms_in(account, region)
             .await
             .create_key()
             .send()
             .await
             .unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_mid_job_ends_completed_with_abort_and_overlap_is_refused_until_then() {
+    let emulator = shared();
+    let stack = emulator.stack().await;
+    let account = random_account();
+    one_key_per_region(&account).await;
     register_kms(&stack.entry, "c", &account, &REGIONS).await;
     let id = start_job(&stack.entry, json!({"kms": ["c"]})).await;
     let overlap = request(
@@ -544,15 +549,7 @@ async fn synchronize_all_covers_every_registered_kms_and_region() {
     let stack = emulator.stack().await;
     let (a, b) = (random_account(), random_account());
     for account in [&a, &b] {
-        for region in REGIONS {
-            emulator
-                .kms_in(account, region)
-                .await
-                .create_key()
-                .send()
-                .await
-                .unwrap();
-        }
+        one_key_per_region(account).await;
     }
     register_kms(&stack.entry, "a", &a, &REGIONS).await;
     register_kms(&stack.entry, "b", &b, &REGIONS).await;
@@ -570,39 +567,12 @@ async fn synchronize_all_covers_every_registered_kms_and_region() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_of_102_units_queues_one_fan_out_message_and_the_workers_run_every_unit_from_sqs() {
-    const SEVENTEEN: [&str; 17] = [
-        "us-east-1",
-        "us-east-2",
-        "us-west-1",
-        "us-west-2",
-        "ca-central-1",
-        "eu-west-1",
-        "eu-west-2",
-        "eu-west-3",
-        "eu-central-1",
-        "eu-north-1",
-        "ap-south-1",
-        "ap-northeast-1",
-        "ap-northeast-2",
-        "ap-northeast-3",
-        "ap-southeast-1",
-        "ap-southeast-2",
-        "sa-east-1",
-    ];
     let emulator = shared();
     let stack = emulator.stack().await;
     for n in 0..6 {
         let account = random_account();
-        for region in REGIONS {
-            emulator
-                .kms_in(&account, region)
-                .await
-                .create_key()
-                .send()
-                .await
-                .unwrap();
-        }
-        register_kms(&stack.entry, &format!("k{n}"), &account, &SEVENTEEN).await;
+        one_key_per_region(&account).await;
+        register_kms(&stack.entry, &format!("k{n}"), &account, &SEVENTEEN_REGIONS).await;
     }
     let id = start_job(&stack.entry, json!({"synchronize_all": true})).await;
     let queued = stack

@@ -505,31 +505,18 @@ async fn a_cancel_between_two_pages_of_one_unit_stops_it_there() {
 #[tokio::test]
 async fn a_job_of_more_than_100_units_starts_with_fan_out_shares_and_a_share_sent_twice_syncs_each_key_once()
  {
-    const REGIONS: [&str; 17] = [
-        "us-east-1",
-        "us-east-2",
-        "us-west-1",
-        "us-west-2",
-        "ca-central-1",
-        "eu-west-1",
-        "eu-west-2",
-        "eu-west-3",
-        "eu-central-1",
-        "eu-north-1",
-        "ap-south-1",
-        "ap-northeast-1",
-        "ap-northeast-2",
-        "ap-northeast-3",
-        "ap-southeast-1",
-        "ap-southeast-2",
-        "sa-east-1",
-    ];
     let (entry, parts) = memory_entry(10);
     let mut n = 0;
     for account in 0..7 {
         let account_id = format!("{:012}", 300_000_000_000u64 + account);
-        register_kms(&entry, &format!("k{account}"), &account_id, &REGIONS).await;
-        for region in REGIONS {
+        register_kms(
+            &entry,
+            &format!("k{account}"),
+            &account_id,
+            &SEVENTEEN_REGIONS,
+        )
+        .await;
+        for region in SEVENTEEN_REGIONS {
             parts.source.put_key(&account_id, region, key(region, n));
             n += 1;
         }

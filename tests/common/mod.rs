@@ -15,6 +15,27 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
 pub const SECRET: &str = "integration-test-secret";
+/// Seventeen commercial regions: an account as our users' largest span it.
+pub const SEVENTEEN_REGIONS: [&str; 17] = [
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "ca-central-1",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-central-1",
+    "eu-north-1",
+    "ap-south-1",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "sa-east-1",
+];
+
 /// The issuer and audience every test stack checks tokens for.
 pub const ISSUER: &str = "https://idp.cckm.test";
 pub const AUDIENCE: &str = "cckm-aws-sync";
