@@ -78,8 +78,9 @@ fn burst(rate: f64) -> f64 {
     (rate / 10.0).max(1.0)
 }
 
-/// The rate never falls below this share of the allowed rate, so a unit always moves.
-const MIN_RATE_SHARE: f64 = 0.05;
+/// The rate never falls below one request a second, so a unit always moves; a storm that leaves the sync
+/// a sliver of the quota (other callers using the rest) slows it down instead of failing its units.
+const MIN_RATE: f64 = 1.0;
 /// Each call that goes through gives back this share of the allowed rate after a throttle.
 const RECOVERY_PER_CALL: f64 = 0.002;
 
@@ -120,7 +121,7 @@ impl TokenBucket {
     }
 
     fn set_rate(&self, change: impl Fn(f64) -> f64) {
-        let floor = self.allowed * MIN_RATE_SHARE;
+        let floor = MIN_RATE.min(self.allowed);
         let _ = self
             .rate
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
@@ -259,7 +260,7 @@ mod tests {
         for _ in 0..10 {
             bucket.throttled();
         }
-        assert_eq!(bucket.rate(), 5.0, "never below 5 % of the allowed rate");
+        assert_eq!(bucket.rate(), 1.0, "never below one request a second");
         for _ in 0..1000 {
             bucket.succeeded();
         }

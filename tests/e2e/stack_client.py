@@ -66,12 +66,13 @@ def receive_all(stack):
         messages.extend(got)
 
 
-def deliver(stack, messages):
-    """One worker invocation with these messages, as the SQS trigger makes it; the ids it reports failed."""
+def deliver(stack, messages, port=None):
+    """One worker invocation with these messages, as the SQS trigger makes it (on the worker instance, or
+    on the instance at `port`); the ids it reports failed."""
     queue_arn = aws(stack, "sqs").get_queue_attributes(
         QueueUrl=stack.env["WORK_QUEUE_URL"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     request = urllib.request.Request(
-        f"http://127.0.0.1:{stack.worker_port}/2015-03-31/functions/cckm-aws-sync/invocations",
+        f"http://127.0.0.1:{port or stack.worker_port}/2015-03-31/functions/cckm-aws-sync/invocations",
         data=json.dumps(build_event(messages, queue_arn, "us-east-1")).encode(), method="POST",
         headers={"Content-Type": "application/json"},
     )
@@ -93,13 +94,13 @@ def settle(stack, messages, failed):
             sqs.delete_message(QueueUrl=stack.env["WORK_QUEUE_URL"], ReceiptHandle=message["ReceiptHandle"])
 
 
-def run_queue(stack, rounds=40):
+def run_queue(stack, rounds=40, port=None):
     """Plays the SQS trigger until the queue is empty."""
     for _ in range(rounds):
         messages = receive_all(stack)
         if not messages:
             return
-        settle(stack, messages, deliver(stack, messages))
+        settle(stack, messages, deliver(stack, messages, port))
     raise AssertionError(f"the queue still holds work after {rounds} rounds")
 
 

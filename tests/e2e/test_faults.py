@@ -1,13 +1,21 @@
 """Faults on the local stack, each ending with no key lost, no key falsely flagged gone and the job ended
 as it should: the worker instance killed in the middle of a unit (its message comes back and another
-delivery takes the unit over once the dead one's claim lapses), and a poison message (one no worker can
-read) that ends in the dead-letter queue while the rest of its batch is done."""
+delivery takes the unit over once the dead one's claim lapses); a poison message (one no worker can read)
+that ends in the dead-letter queue while the rest of its batch is done; and, against the KMS simulator
+(bench/kms-sim, deterministic keys, a request quota per operation), a throttling storm and the KMS
+endpoint going down and coming back in the middle of a unit. For those a third function instance reaches
+KMS at the simulator (`AWS_ENDPOINT_URL_KMS`) and everything else at moto."""
 
 import concurrent.futures
 import json
+import subprocess
 import time
+import urllib.request
 
-from stack_client import aws, deliver, http, job, receive_all, register, run_queue, seed_keys, settle
+import pytest
+from conftest import CARGO_LAMBDA, FUNCTION_ENV, REPO, free_port, spawn, stop, wait_port
+from stack_client import (OWN_ACCOUNT, aws, deliver, http, job, receive_all, register, run_queue, seed_keys,
+                          settle)
 
 KEYS = 600
 
@@ -65,3 +73,110 @@ def test_a_poison_message_ends_in_the_dead_letter_queue_and_the_rest_of_its_batc
     assert [m["Body"] for m in poisoned] == [json.dumps({"job_id": started["id"], "kms_id": 7})]
     ended = job(fresh_stack, started["id"])
     assert ended["overall_status"] == "completed" and ended["progress"]["keys_synced"] == 3, ended
+
+
+class Simulator:
+    """kms-sim on a free port, which can be stopped and started again with the same keys."""
+
+    def __init__(self, logs, args):
+        self.port, self.log, self.args, self.proc = free_port(), logs / "kms-sim.log", args, None
+
+    def start(self):
+        self.proc = spawn([REPO / "target" / "debug" / "kms-sim", "--port", self.port, "--account", OWN_ACCOUNT,
+                           *self.args], self.log, append=True)
+        wait_port(self.port, self.proc, self.log, 30)
+
+    def stop(self):
+        stop(self.proc)
+
+    def stats(self):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=10) as answer:
+            return json.loads(answer.read())
+
+
+@pytest.fixture
+def simulated(fresh_stack):
+    """A function instance whose KMS is a simulator: `(simulator, port of the instance)`; the simulator is
+    made with `simulated.start(args)`."""
+    build = subprocess.run(["cargo", "build", "-p", "kms-sim"], cwd=REPO, capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-3000:]
+    made = {}
+
+    def start(args):
+        sim = Simulator(fresh_stack.logs, args)
+        sim.start()
+        env_file = fresh_stack.logs / "function-sim.env"
+        env_file.touch(mode=0o600)
+        names = [*FUNCTION_ENV, "AWS_ENDPOINT_URL_KMS"]
+        env = dict(fresh_stack.env, AWS_ENDPOINT_URL_KMS=f"http://127.0.0.1:{sim.port}")
+        env_file.write_text("".join(f'{name}="{env[name]}"\n' for name in names))
+        port, log = free_port(), fresh_stack.logs / "watch-sim-worker.log"
+        watch_env = {k: v for k, v in env.items() if k not in names}
+        watch_env["RUST_LOG"] = "cargo_lambda=info"
+        made["watch"] = spawn([CARGO_LAMBDA, "lambda", "watch", "--ignore-changes", "-A", "127.0.0.1", "-P", port,
+                               "--env-file", env_file], log, watch_env, append=True)
+        wait_port(port, made["watch"], log, 120)
+        made["sim"] = sim
+        return sim, port
+
+    yield start
+    if "watch" in made:
+        stop(made["watch"])
+    if "sim" in made:
+        made["sim"].stop()
+
+
+def sync_on(stack, port):
+    """A job over the registered KMS resource, run to its end on the instance at `port`."""
+    status, started = http(stack, "POST", "/api/v1/cckm/aws/synchronization-jobs", {"kms": ["race"]})
+    assert status == 201, started
+    run_queue(stack, rounds=200, port=port)
+    return job(stack, started["id"])
+
+
+def all_keys(stack):
+    status, listed = http(stack, "GET", "/api/v1/cckm/aws/keys?limit=-1")
+    assert status == 200
+    return listed["resources"]
+
+
+def test_a_throttling_storm_loses_no_key(fresh_stack, simulated):
+    # The engine allows itself half of today's quotas (1,000 DescribeKey a second); the simulator takes 5.
+    storm = [arg for op in ("DescribeKey", "ListResourceTags", "GetKeyRotationStatus", "GetKeyPolicy",
+                            "ListAliases", "ListKeys") for arg in ("--quota", f"{op}=5")]
+    sim, port = simulated(["--keys", "60", "--latency-ms", "2", *storm])
+    register(fresh_stack, ["us-east-1"])
+    ended = sync_on(fresh_stack, port)
+    assert ended["overall_status"] == "completed", ended
+    assert ended["progress"]["keys_synced"] == 60 and ended["progress"]["keys_gone"] == 0, ended
+    keys = all_keys(fresh_stack)
+    assert len(keys) == 60 and not [k for k in keys if k["gone"] or k["sync_errors"]], keys[:2]
+    throttles = sum(sim.stats()["throttles"].values())
+    print(f"throttling storm: {throttles} calls throttled, 60 of 60 keys synced")
+    assert throttles >= 10, sim.stats()
+
+
+def test_the_kms_endpoint_going_down_mid_unit_loses_no_key_and_flags_none_gone(fresh_stack, simulated):
+    sim, port = simulated(["--keys", "400", "--latency-ms", "5"])
+    register(fresh_stack, ["us-east-1"])
+    first = sync_on(fresh_stack, port)
+    assert first["progress"]["keys_synced"] == 400, first
+
+    status, second = http(fresh_stack, "POST", "/api/v1/cckm/aws/synchronization-jobs", {"kms": ["race"]})
+    assert status == 201, second
+    [message] = receive_all(fresh_stack)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        delivery = pool.submit(deliver, fresh_stack, [message], port)
+        time.sleep(1.0)
+        assert not delivery.done(), "the unit ended before the outage: nothing was tested"
+        sim.stop()
+        failed = delivery.result()
+    time.sleep(2)
+    sim.start()
+    settle(fresh_stack, [message], failed)
+    run_queue(fresh_stack, rounds=200, port=port)
+    ended = job(fresh_stack, second["id"])
+    assert ended["overall_status"] == "completed", ended
+    assert ended["progress"]["keys_synced"] == 400 and ended["progress"]["keys_gone"] == 0, ended
+    keys = all_keys(fresh_stack)
+    assert len(keys) == 400 and not [k for k in keys if k["gone"]], "a key lost or falsely flagged gone"
