@@ -114,7 +114,7 @@ def simulated(fresh_stack):
         watch_env = {k: v for k, v in env.items() if k not in names}
         watch_env["RUST_LOG"] = "cargo_lambda=info"
         made["watch"] = spawn([CARGO_LAMBDA, "lambda", "watch", "--ignore-changes", "-A", "127.0.0.1", "-P", port,
-                               "--env-file", env_file], log, watch_env, append=True)
+                               "--concurrency", "2", "--env-file", env_file], log, watch_env, append=True)
         wait_port(port, made["watch"], log, 120)
         made["sim"] = sim
         return sim, port
@@ -180,3 +180,27 @@ def test_the_kms_endpoint_going_down_mid_unit_loses_no_key_and_flags_none_gone(f
     assert ended["progress"]["keys_synced"] == 400 and ended["progress"]["keys_gone"] == 0, ended
     keys = all_keys(fresh_stack)
     assert len(keys) == 400 and not [k for k in keys if k["gone"]], "a key lost or falsely flagged gone"
+
+
+def test_two_deliveries_of_one_unit_at_once_stay_within_the_allowed_kms_rate(fresh_stack, simulated):
+    # Today's quotas in the simulator; the engine allows itself half (KMS_RATE_SHARE 0.5).
+    sim, port = simulated(["--keys", "1500", "--latency-ms", "2"])
+    register(fresh_stack, ["us-east-1"])
+    status, started = http(fresh_stack, "POST", "/api/v1/cckm/aws/synchronization-jobs", {"kms": ["race"]})
+    assert status == 201, started
+    [message] = receive_all(fresh_stack)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = list(pool.map(lambda _: deliver(fresh_stack, [message], port), range(2)))
+    assert any(not failed for failed in outcomes), outcomes
+    settle(fresh_stack, [message], set())
+    run_queue(fresh_stack, rounds=200, port=port)
+    ended = job(fresh_stack, started["id"])
+    assert ended["overall_status"] == "completed" and ended["progress"]["keys_synced"] == 1500, ended
+    stats = sim.stats()
+    allowed = {operation: quota / 2 for operation, quota in stats["quotas"].items()}
+    busiest = stats["busiest_second"]
+    print(f"two deliveries at once: busiest second {busiest}, allowed {allowed}")
+    assert stats["calls"]["DescribeKey"] >= 1500, stats["calls"]
+    # A bucket holds a tenth of a second's worth at most: a second may see that much more.
+    over = {op: n for op, n in busiest.items() if n > allowed[op] * 1.1}
+    assert not over, f"past the allowed rate: {over} of {allowed}"
