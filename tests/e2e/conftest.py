@@ -35,7 +35,7 @@ JWT_SECRET = "local-dev-secret-change-me"  # the secret events/ are signed with
 # What the function reads from its environment file.
 FUNCTION_ENV = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                 "KMS_TABLE", "JOBS_TABLE", "KEYS_TABLE", "WORK_QUEUE_NAME", "WORK_QUEUE_URL", "JWT_HS256_SECRET",
-                "RUST_LOG", "SYNC_CLAIM_SECONDS")
+                "RUST_LOG", "SYNC_CLAIM_SECONDS", "SYNC_LEASE_SECONDS")
 
 
 def free_port():
@@ -142,8 +142,9 @@ def stack(tmp_path_factory):
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
         "KMS_TABLE": f"e2e-{run_id}-kms", "JOBS_TABLE": f"e2e-{run_id}-jobs", "KEYS_TABLE": f"e2e-{run_id}-keys",
         "WORK_QUEUE_NAME": f"e2e-{run_id}-work", "JWT_HS256_SECRET": JWT_SECRET,
-        # A copy of a message whose delivery died takes over after 5 s, not 5 minutes (test_faults.py).
-        "SYNC_CLAIM_SECONDS": "5",
+        # A copy of a message whose delivery died takes over after 5 s, not 5 minutes, and a job whose
+        # workers are all gone can be ended after 20 s, not 2 hours (test_faults.py).
+        "SYNC_CLAIM_SECONDS": "5", "SYNC_LEASE_SECONDS": "20",
         "RUST_LOG": os.environ.get("RUST_LOG", "info"),
     })
     procs, stack = [], None

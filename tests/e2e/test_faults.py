@@ -11,11 +11,14 @@ import json
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from conftest import CARGO_LAMBDA, FUNCTION_ENV, REPO, free_port, spawn, stop, wait_port
 from stack_client import (OWN_ACCOUNT, aws, deliver, http, job, receive_all, register, run_queue, seed_keys,
                           settle)
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
 
 KEYS = 600
 
@@ -50,6 +53,33 @@ def test_a_worker_killed_mid_unit_loses_no_key_and_flags_none_gone(fresh_stack):
     assert status == 200 and listed["total"] == KEYS, listed["total"]
     assert not [k for k in listed["resources"] if k["gone"]], "a live key was flagged gone"
     assert sorted(k["aws_param"]["KeyID"] for k in listed["resources"]) == sorted(keys)
+
+
+def test_a_unit_whose_every_delivery_dies_ends_in_the_dead_letter_queue_and_is_reported_failed(fresh_stack):
+    seed_keys(fresh_stack, "us-east-1", 2)
+    register(fresh_stack, ["us-east-1"])
+    status, started = http(fresh_stack, "POST", "/api/v1/cckm/aws/synchronization-jobs", {"kms": ["race"]})
+    assert status == 201, started
+    sqs, queue = aws(fresh_stack, "sqs"), fresh_stack.env["WORK_QUEUE_URL"]
+    redrive = json.loads(sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["RedrivePolicy"])[
+        "Attributes"]["RedrivePolicy"])
+    dead_letters = sqs.get_queue_url(QueueName=redrive["deadLetterTargetArn"].rsplit(":", 1)[1])["QueueUrl"]
+    # Every invocation that takes the message dies before it answers: to SQS, a receive and no delete.
+    for _ in range(int(redrive["maxReceiveCount"]) + 2):
+        sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=0)
+    assert receive_all(fresh_stack) == []
+    [dead] = sqs.receive_message(QueueUrl=dead_letters, MaxNumberOfMessages=10)["Messages"]
+    assert json.loads(dead["Body"])["job_id"] == started["id"]
+    assert job(fresh_stack, started["id"])["overall_status"] == "in_progress"
+    # Once the unit's lease lapses (SYNC_LEASE_SECONDS=20 here), the next scheduled run ends the job first.
+    time.sleep(21)
+    code, answer, stderr = fresh_stack.invoke(EVENTS / "eventbridge-scheduled-event.json")
+    assert code == 0 and answer["started"] is True, f"{answer} {stderr[-1500:]}"
+    ended = job(fresh_stack, started["id"])
+    assert ended["overall_status"] == "failed", ended
+    assert ended["detailed_status"] == {
+        f"{OWN_ACCOUNT}/us-east-1": "region synchronization failed: no progress within the lease: the unit's "
+                                   "worker was lost"}, ended
 
 
 def test_a_poison_message_ends_in_the_dead_letter_queue_and_the_rest_of_its_batch_is_done(fresh_stack):
