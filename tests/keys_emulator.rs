@@ -209,6 +209,16 @@ async fn every_filter_sort_and_page_agrees_with_an_independent_computation_over_
                     .contains(&json!("alias/eu-west-1-9"))
             }),
         ),
+        // A bare alias, as CCKM's Terraform and Ansible examples write it.
+        (
+            "alias=eu-west-1-9".into(),
+            Box::new(|k| {
+                k["aws_param"]["Alias"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!("alias/eu-west-1-9"))
+            }),
+        ),
         ("kms=alpha".into(), Box::new(|k| k["kms"] == "alpha")),
         // A KMS resource's keys are those of its account and regions (a record another resource of the
         // same account wrote, or one with a stale resource id, included).
@@ -466,6 +476,9 @@ async fn refresh_rereads_one_key_after_a_tag_change_and_a_scheduled_deletion() {
     .await;
     assert_eq!(doomed["aws_param"]["KeyState"], "PendingDeletion");
     assert!(doomed["aws_param"]["DeletionDate"].is_string());
+    // Also at the top level, where the Terraform provider reads it.
+    assert_eq!(doomed["deletion_date"], doomed["aws_param"]["DeletionDate"]);
+    assert_eq!(refreshed["deletion_date"], Value::Null);
     assert_eq!(
         list_keys(&stack.entry, "keystate=PendingDeletion")
             .await

@@ -90,6 +90,11 @@ pub fn key(tenancy: &Tenancy, key: &KeyRecord) -> Value {
             }
         }
     }
+    // CCKM's clients (the Terraform provider) read the deletion date at the top level too.
+    fields.insert(
+        "deletion_date".into(),
+        Value::from(key.aws_param.deletion_date.clone()),
+    );
     Value::Object(fields)
 }
 

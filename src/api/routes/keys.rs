@@ -66,7 +66,13 @@ const LIST: ListSpec = ListSpec {
 const MAX_EXAMINED: usize = 20_000;
 
 pub async fn list(app: &App, request: &HttpRequest) -> Result<HttpResponse, AppError> {
-    let query = ListQuery::parse(&request.query, &LIST)?;
+    let mut query = ListQuery::parse(&request.query, &LIST)?;
+    // CCKM's clients name an alias bare (`my-key` for `alias/my-key`), as their examples do.
+    for alias in query.filters.get_mut("alias").into_iter().flatten() {
+        if !alias.starts_with("alias/") {
+            alias.insert_str(0, "alias/");
+        }
+    }
     // The keys of the named KMS resources are those of their accounts and regions, as the unit index and
     // the kept counts hold them.
     let units: Option<BTreeSet<String>> = index_units(app, &query)
