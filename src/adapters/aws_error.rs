@@ -7,8 +7,18 @@ use aws_sdk_kms::error::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-/// The readable reason of a failed call, logged in full.
+/// The readable reason of a failed call, logged in full: for a failure that leaves the adapter.
 pub fn reason<E, R>(operation: &str, err: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    log(operation, err);
+    readable(operation, err)
+}
+
+/// The readable reason alone, for an attempt that may still be retried (`log` once it is final).
+pub fn readable<E, R>(operation: &str, err: &SdkError<E, R>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
@@ -24,9 +34,17 @@ where
         SdkError::ConstructionFailure(_) => ("InvalidRequest", "the request could not be built"),
         _ => ("UnknownError", "the call failed"),
     };
+    format!("{operation}: {code}: {message}")
+}
+
+/// Logs the whole error, with AWS's request id.
+pub fn log<E, R>(operation: &str, err: &SdkError<E, R>)
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
     tracing::warn!(operation, aws_request_id = err.meta().extra("aws_request_id"),
         error = %DisplayErrorContext(err), "AWS call failed");
-    format!("{operation}: {code}: {message}")
 }
 
 #[cfg(test)]

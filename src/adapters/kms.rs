@@ -140,7 +140,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let text = super::aws_error::reason(operation, err);
+    let text = super::aws_error::readable(operation, err);
     let Some(service) = err.as_service_error() else {
         return Failure::Transient(text);
     };
@@ -243,7 +243,12 @@ impl AwsKeySource {
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
                 }
-                failure => return Err(failure),
+                // A key that vanished is no failure; a retried attempt is logged only if all fail.
+                Failure::Gone => return Err(Failure::Gone),
+                failure => {
+                    super::aws_error::log(name, &err);
+                    return Err(failure);
+                }
             }
         }
     }
