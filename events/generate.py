@@ -285,6 +285,130 @@ EVENTS["sqs-work-batch.json"] = (
 )
 
 
+
+# ---------------------------------------------------------------- CloudTrail KMS events (EventBridge rule)
+# One per followed event name. The tests put their own key, account and region in place of KEY_ID, MRK_ID,
+# ACCOUNT and REGION, so keep these values unique in the text.
+KEY_ID = "0b5c7e3a-7f41-4d2a-9c61-5e8f2d4a1b90"
+MRK_ID = "mrk-4f1e2d3c4b5a69788796a5b4c3d2e1f0"
+REPLICA_REGION = "eu-west-1"
+ALIAS = "alias/cckm-sample-app"
+
+
+def kms_arn(key_id, region=REGION):
+    return f"arn:aws:kms:{region}:{ACCOUNT}:key/{key_id}"
+
+
+def kms_event(n, name, *, key_id=KEY_ID, request=None, response=None, resources=None, service_event=False):
+    """An EventBridge "AWS API Call via CloudTrail" event as CloudTrail writes it for KMS."""
+    key_resource = {"accountId": ACCOUNT, "type": "AWS::KMS::Key", "ARN": kms_arn(key_id)}
+    event_time = f"2024-11-29T00:{n:02d}:00Z"
+    detail = {
+        "eventVersion": "1.09" if not service_event else "1.08",
+        "userIdentity": (
+            {"accountId": ACCOUNT, "invokedBy": "kms.amazonaws.com"}
+            if service_event
+            else {
+                "type": "AssumedRole",
+                "principalId": "AROAEXAMPLEID:alice",
+                "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/KeyAdmin/alice",
+                "accountId": ACCOUNT,
+                "accessKeyId": "ASIAEXAMPLEKEYID",
+            }
+        ),
+        "eventTime": event_time,
+        "eventSource": "kms.amazonaws.com",
+        "eventName": name,
+        "awsRegion": REGION,
+        "sourceIPAddress": "kms.amazonaws.com" if service_event else SOURCE_IP,
+        "userAgent": "kms.amazonaws.com" if service_event else "aws-cli/2.15.0",
+        "requestParameters": request,
+        "responseElements": response,
+        "requestID": hashlib.sha1(f"request-{n}".encode()).hexdigest()[:32],
+        "eventID": hashlib.sha1(f"event-{n}".encode()).hexdigest()[:32],
+        "readOnly": False,
+        "resources": [key_resource] if resources is None else resources,
+        "eventType": "AwsServiceEvent" if service_event else "AwsApiCall",
+        "managementEvent": True,
+        "recipientAccountId": ACCOUNT,
+        "eventCategory": "Management",
+    }
+    return {
+        "version": "0",
+        "id": hashlib.sha1(f"envelope-{n}".encode()).hexdigest()[:32],
+        "detail-type": "AWS Service Event via CloudTrail" if service_event else "AWS API Call via CloudTrail",
+        "source": "aws.kms",
+        "account": ACCOUNT,
+        "time": event_time,
+        "region": REGION,
+        "resources": [],
+        "detail": detail,
+    }
+
+
+def key_metadata(key_id, region=REGION, **extra):
+    return {
+        "aWSAccountId": ACCOUNT,
+        "keyId": key_id,
+        "arn": kms_arn(key_id, region),
+        "creationDate": "Nov 29, 2024, 12:00:00 AM",
+        "enabled": True,
+        "description": "",
+        "keyUsage": "ENCRYPT_DECRYPT",
+        "keyState": "Enabled",
+        "origin": "AWS_KMS",
+        "keyManager": "CUSTOMER",
+        "customerMasterKeySpec": "SYMMETRIC_DEFAULT",
+        "keySpec": "SYMMETRIC_DEFAULT",
+        "encryptionAlgorithms": ["SYMMETRIC_DEFAULT"],
+        **extra,
+    }
+
+
+ALIAS_RESOURCE = {"accountId": ACCOUNT, "type": "AWS::KMS::Alias", "ARN": f"arn:aws:kms:{REGION}:{ACCOUNT}:{ALIAS}"}
+KEY_RESOURCE = {"accountId": ACCOUNT, "type": "AWS::KMS::Key", "ARN": kms_arn(KEY_ID)}
+KMS_EVENTS = [
+    ("CreateKey", dict(
+        request={"keyUsage": "ENCRYPT_DECRYPT", "keySpec": "SYMMETRIC_DEFAULT", "origin": "AWS_KMS",
+                 "multiRegion": False, "bypassPolicyLockoutSafetyCheck": False},
+        response={"keyMetadata": key_metadata(KEY_ID, multiRegion=False)})),
+    ("ScheduleKeyDeletion", dict(
+        request={"keyId": KEY_ID, "pendingWindowInDays": 7},
+        response={"keyId": kms_arn(KEY_ID), "deletionDate": "Dec 6, 2024, 12:00:00 AM",
+                  "keyState": "PendingDeletion", "pendingWindowInDays": 7})),
+    ("CancelKeyDeletion", dict(request={"keyId": KEY_ID}, response={"keyId": kms_arn(KEY_ID)})),
+    ("EnableKey", dict(request={"keyId": KEY_ID})),
+    ("DisableKey", dict(request={"keyId": KEY_ID})),
+    ("TagResource", dict(request={"keyId": KEY_ID, "tags": [{"tagKey": "team", "tagValue": "payments"}]})),
+    ("UntagResource", dict(request={"keyId": KEY_ID, "tagKeys": ["team"]})),
+    ("CreateAlias", dict(request={"aliasName": ALIAS, "targetKeyId": KEY_ID},
+                         resources=[ALIAS_RESOURCE, KEY_RESOURCE])),
+    # The key the alias leaves is in no field: only the stored records know it.
+    ("UpdateAlias", dict(request={"aliasName": ALIAS, "targetKeyId": KEY_ID},
+                         resources=[ALIAS_RESOURCE, KEY_RESOURCE])),
+    ("DeleteAlias", dict(request={"aliasName": ALIAS}, resources=[ALIAS_RESOURCE])),
+    ("EnableKeyRotation", dict(request={"keyId": KEY_ID, "rotationPeriodInDays": 180})),
+    ("DisableKeyRotation", dict(request={"keyId": KEY_ID})),
+    ("RotateKeyOnDemand", dict(request={"keyId": KEY_ID}, response={"keyId": KEY_ID})),
+    ("PutKeyPolicy", dict(request={"keyId": KEY_ID, "policyName": "default",
+                                   "policy": "{\"Version\":\"2012-10-17\",\"Statement\":[]}",
+                                   "bypassPolicyLockoutSafetyCheck": False})),
+    ("ReplicateKey", dict(
+        key_id=MRK_ID,
+        request={"keyId": MRK_ID, "replicaRegion": REPLICA_REGION, "bypassPolicyLockoutSafetyCheck": False},
+        response={"replicaKeyMetadata": key_metadata(MRK_ID, REPLICA_REGION, multiRegion=True)})),
+    ("ImportKeyMaterial", dict(request={"keyId": KEY_ID, "validTo": "Jan 1, 2030, 12:00:00 AM",
+                                        "expirationModel": "KEY_MATERIAL_EXPIRES"})),
+    ("DeleteImportedKeyMaterial", dict(request={"keyId": KEY_ID})),
+    ("UpdateKeyDescription", dict(request={"keyId": KEY_ID, "description": "payments data key"})),
+    ("UpdatePrimaryRegion", dict(key_id=MRK_ID, request={"keyId": MRK_ID, "primaryRegion": REPLICA_REGION})),
+    # AWS's own event when a key's deletion window ends.
+    ("DeleteKey", dict(service_event=True)),
+]
+for n, (name, fields) in enumerate(KMS_EVENTS, start=20):
+    EVENTS[f"cloudtrail-kms-{name}.json"] = (kms_event(n, name, **fields), None)
+
+
 def main():
     for name, (event, _) in EVENTS.items():
         (HERE / name).write_text(json.dumps(event, indent=2) + "\n")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Launch moto's server with five small patches for cckm-aws-sync's local runs and tests.
+"""Launch moto's server with six small patches for cckm-aws-sync's local runs and tests.
 
 Usage: moto_server.py [--exit-on-stdin-eof] -H 127.0.0.1 -p PORT   (otherwise the arguments of `moto_server`)
 
@@ -26,6 +26,12 @@ Patches (moto 5.2.x; each checks the symbol it replaces and exits loudly if moto
 5. Sending to SQS in constant time: moto's SendMessage reads the queue's whole attribute map, approximate
    message counts included (a pass over every message), only to learn whether content-based
    deduplication is on; 850 messages took 11 s. While a message is sent, the queue answers just that.
+6. The KMS operations moto lacks that a CloudTrail event test needs: GetParametersForImport,
+   ImportKeyMaterial and DeleteImportedKeyMaterial (a key created with `Origin=EXTERNAL` waits in
+   `PendingImport`, is `Enabled` once material is imported, and shows `ExpirationModel`/`ValidTo`), and
+   UpdatePrimaryRegion (the named replica becomes the primary; every key of the set shows the new
+   `MultiRegionConfiguration`). A replica made by ReplicateKey shows itself as `REPLICA` (moto's copy
+   shared the primary's configuration). They change moto's own key objects, so every other operation sees them.
 """
 
 import base64
@@ -269,12 +275,135 @@ def _patch_sqs_send() -> None:
         setattr(backend, name, while_sending(vars(backend)[name]))
 
 
+# ---------------------------------------------------------------- 6. imported key material, primary-region moves
+_ADDED_KMS_OPERATIONS = (
+    "get_parameters_for_import",
+    "import_key_material",
+    "delete_imported_key_material",
+    "update_primary_region",
+)
+
+
+def _patch_kms_operations() -> None:
+    import os
+    import time
+
+    response_cls = getattr(kms_responses, "KmsResponse", None)
+    key_cls = getattr(kms_models, "Key", None)
+    backends = getattr(kms_models, "kms_backends", None)
+    if response_cls is None or key_cls is None or backends is None:
+        _die("moto.kms KmsResponse, Key or kms_backends is missing")
+    if any(hasattr(response_cls, name) for name in _ADDED_KMS_OPERATIONS):
+        _die("moto.kms now implements an operation this patch adds; drop the patch")
+    original_init = key_cls.__init__
+    original_to_dict = key_cls.to_dict
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        if self.origin == "EXTERNAL":
+            self.key_state, self.enabled = "PendingImport", False
+
+    def to_dict(self):
+        answer = original_to_dict(self)
+        model = getattr(self, "_cckm_expiration_model", None)
+        if model:
+            answer["KeyMetadata"]["ExpirationModel"] = model
+            if self._cckm_valid_to is not None:
+                answer["KeyMetadata"]["ValidTo"] = self._cckm_valid_to
+        return answer
+
+    def external_key(self):
+        key_id = self._get_param("KeyId")
+        self._validate_key_id(key_id)
+        key = self.kms_backend.describe_key(key_id)
+        if key.origin != "EXTERNAL":
+            raise JsonRESTError("UnsupportedOperationException", f"{key.arn} origin is {key.origin}")
+        return key
+
+    def get_parameters_for_import(self):
+        key = external_key(self)
+        return json.dumps(
+            {
+                "KeyId": key.arn,
+                "ImportToken": base64.b64encode(os.urandom(64)).decode(),
+                "PublicKey": base64.b64encode(os.urandom(256)).decode(),
+                "ParametersValidTo": time.time() + 86400,
+            }
+        )
+
+    def import_key_material(self):
+        key = external_key(self)
+        if not self._get_param("ImportToken") or not self._get_param("EncryptedKeyMaterial"):
+            raise JsonRESTError("ValidationException", "ImportToken and EncryptedKeyMaterial are required")
+        model = self._get_param("ExpirationModel") or "KEY_MATERIAL_EXPIRES"
+        valid_to = self._get_param("ValidTo")
+        if (model == "KEY_MATERIAL_EXPIRES") != (valid_to is not None):
+            raise JsonRESTError("ValidationException", "ValidTo goes with KEY_MATERIAL_EXPIRES, and only with it")
+        key._cckm_expiration_model, key._cckm_valid_to = model, valid_to
+        key.key_state, key.enabled = "Enabled", True
+        return "{}"
+
+    def delete_imported_key_material(self):
+        key = external_key(self)
+        key._cckm_expiration_model = key._cckm_valid_to = None
+        key.key_state, key.enabled = "PendingImport", False
+        return "{}"
+
+    def update_primary_region(self):
+        key_id = self._get_param("KeyId")
+        new_primary = self._get_param("PrimaryRegion")
+        self._validate_key_id(key_id)
+        key = self.kms_backend.describe_key(key_id)
+        config = key.multi_region_configuration if key.multi_region else None
+        if not config or config.get("MultiRegionKeyType") != "PRIMARY":
+            raise JsonRESTError("UnsupportedOperationException", f"{key.arn} is not a primary multi-Region key")
+        members = {key.region: key}
+        for replica in config.get("ReplicaKeys", []):
+            replica_key = backends[self.current_account][replica["Region"]].keys.get(key.id)
+            if replica_key is not None:
+                members[replica["Region"]] = replica_key
+        if new_primary not in members:
+            raise JsonRESTError("NotFoundException", f"{key.arn} has no replica in {new_primary}")
+        primary = {"Arn": members[new_primary].arn, "Region": new_primary}
+        replicas = [{"Arn": k.arn, "Region": r} for r, k in sorted(members.items()) if r != new_primary]
+        # Replicas are shallow copies: each gets its own configuration object.
+        for region, member in members.items():
+            member.multi_region_configuration = {
+                "MultiRegionKeyType": "PRIMARY" if region == new_primary else "REPLICA",
+                "PrimaryKey": dict(primary),
+                "ReplicaKeys": [dict(r) for r in replicas],
+            }
+        return "{}"
+
+    backend_cls = getattr(kms_models, "KmsBackend", None)
+    original_replicate = vars(backend_cls).get("replicate_key") if backend_cls else None
+    if original_replicate is None:
+        _die("moto.kms.models.KmsBackend.replicate_key is missing")
+
+    def replicate_key(self, key_id, replica_region):
+        replica = original_replicate(self, key_id, replica_region)
+        config = self.keys[key_id].multi_region_configuration
+        replica.multi_region_configuration = {
+            "MultiRegionKeyType": "REPLICA",
+            "PrimaryKey": dict(config["PrimaryKey"]),
+            "ReplicaKeys": [dict(r) for r in config["ReplicaKeys"]],
+        }
+        return replica
+
+    backend_cls.replicate_key = replicate_key
+    key_cls.__init__ = init
+    key_cls.to_dict = to_dict
+    for operation in (get_parameters_for_import, import_key_material, delete_imported_key_material, update_primary_region):
+        setattr(response_cls, operation.__name__, operation)
+
+
 def apply_patches() -> None:
     _patch_lazy_key_material()
     _patch_paging()
     _patch_atomic_dynamodb()
     _patch_transaction_backup()
     _patch_sqs_send()
+    _patch_kms_operations()
 
 
 def _exit_when_stdin_closes() -> None:

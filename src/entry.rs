@@ -1,6 +1,7 @@
 //! The one Lambda entry point: tells the event's kind by its shape and hands it to the API, the worker or
-//! the scheduler. Anything unrecognised is answered with an error object, never a panic; only an SQS batch
-//! that cannot be read fails the invocation, so that Lambda delivers it again instead of deleting it.
+//! the scheduler. Anything unrecognised is answered with an error object, never a panic. Only an SQS batch
+//! that cannot be read, and a KMS event that met a passing failure, fail the invocation, so that Lambda
+//! delivers them again instead of dropping them.
 
 use crate::api::Api;
 use crate::api::auth::Authenticator;
@@ -9,7 +10,7 @@ use crate::api::response::HttpResponse;
 use crate::app::App;
 use crate::domain::AppError;
 use crate::domain::time::Timestamp;
-use crate::{schedule, worker};
+use crate::{cloudtrail, schedule, worker};
 use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayV2httpRequest};
 use aws_lambda_events::sqs::SqsEvent;
 use serde_json::{Value, json};
@@ -22,6 +23,8 @@ pub enum EventKind {
     Sqs,
     ScheduledEvent,
     SchedulerInput,
+    /// A CloudTrail KMS event routed by EventBridge.
+    KmsEvent,
     Unknown,
 }
 
@@ -39,6 +42,8 @@ pub fn classify(event: &Value) -> EventKind {
         == Some("aws:sqs")
     {
         EventKind::Sqs
+    } else if crate::domain::kms_event::is_kms_event(event) {
+        EventKind::KmsEvent
     } else if field("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
         EventKind::ScheduledEvent
     } else if field("cckm_synchronization_params").is_some() {
@@ -48,12 +53,12 @@ pub fn classify(event: &Value) -> EventKind {
     }
 }
 
-/// An SQS batch whose event could not be read. With `ReportBatchItemFailures`, an answer without
-/// `batchItemFailures` would count as the whole batch processed (and delete it); failing the invocation
-/// sends every message back instead.
+/// An event to be delivered again: the invocation fails. An SQS batch that could not be read (with
+/// `ReportBatchItemFailures`, an answer without `batchItemFailures` would count as the whole batch processed
+/// and delete it), or a KMS event that met a passing failure (Lambda retries an asynchronous invocation).
 #[derive(Debug, thiserror::Error)]
-#[error("unreadable SQS event: {0}")]
-pub struct UnreadableBatch(String);
+#[error("{0}")]
+pub struct Redeliver(String);
 
 pub struct Entry {
     pub app: App,
@@ -74,7 +79,7 @@ impl Entry {
         event: Value,
         request_id: &str,
         deadline: Timestamp,
-    ) -> Result<Value, UnreadableBatch> {
+    ) -> Result<Value, Redeliver> {
         Ok(match classify(&event) {
             EventKind::HttpV1 => match serde_json::from_value::<ApiGatewayProxyRequest>(event) {
                 Ok(request) => {
@@ -104,11 +109,13 @@ impl Entry {
                     tracing::error!(
                         "SQS event with a message without an id; the batch will come back"
                     );
-                    return Err(UnreadableBatch("a message without an id".into()));
+                    return Err(Redeliver(
+                        "unreadable SQS event: a message without an id".into(),
+                    ));
                 }
                 Err(err) => {
                     tracing::error!(error = %err, "unreadable SQS event; the batch will come back");
-                    return Err(UnreadableBatch(err.to_string()));
+                    return Err(Redeliver(format!("unreadable SQS event: {err}")));
                 }
             },
             EventKind::ScheduledEvent => {
@@ -121,6 +128,9 @@ impl Entry {
                     .unwrap_or(Value::Null);
                 schedule::run(&self.app, schedule::Trigger::Params(params)).await
             }
+            EventKind::KmsEvent => cloudtrail::handle(&self.app, &event)
+                .await
+                .map_err(|err| Redeliver(err.to_string()))?,
             EventKind::Unknown => {
                 tracing::warn!("event of an unknown kind ignored");
                 json!({"error": "unsupported event"})
@@ -155,11 +165,14 @@ mod tests {
         let scheduled =
             json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
         let scheduler = json!({"cckm_synchronization_params": {"synchronize_all": true}});
+        let kms_event = json!({"detail-type": "AWS API Call via CloudTrail", "source": "aws.kms",
+                               "detail": {"eventName": "EnableKey"}});
         assert_eq!(classify(&v2), EventKind::HttpV2);
         assert_eq!(classify(&v1), EventKind::HttpV1);
         assert_eq!(classify(&sqs), EventKind::Sqs);
         assert_eq!(classify(&scheduled), EventKind::ScheduledEvent);
         assert_eq!(classify(&scheduler), EventKind::SchedulerInput);
+        assert_eq!(classify(&kms_event), EventKind::KmsEvent);
         assert_eq!(classify(&json!({"hello": 1})), EventKind::Unknown);
         assert_eq!(classify(&json!([1, 2])), EventKind::Unknown);
     }

@@ -151,6 +151,8 @@ pub struct PageRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredState {
     pub created_at: Timestamp,
+    /// When the stored state was read from AWS (at the latest).
+    pub synced_at: Timestamp,
     pub content_hash: Option<String>,
     pub gone: bool,
 }
@@ -249,9 +251,11 @@ pub trait KeyStore: Send + Sync {
         unit_key: &str,
         visit: &mut (dyn FnMut(StoredKeyStub) + Send),
     ) -> Result<(), AppError>;
-    /// Writes what a refresh read of one key, except the sync's own stamp (`last_seen_job`) and `createdAt`;
-    /// `NotFound` when the record was deleted meanwhile.
-    async fn update_from_refresh(&self, key: &KeyRecord) -> Result<(), AppError>;
+    /// Stores what a read of one key outside a sync found (a refresh, a KMS event), leaving the sync's own
+    /// stamp (`last_seen_job`) and `createdAt` alone. `key.synced_at` is when the read began: a record read
+    /// since then is newer and stays (answers false), so a late or repeated read never overwrites it. A
+    /// key not stored is created when `create`; otherwise that is `NotFound`.
+    async fn store_read(&self, key: &KeyRecord, create: bool) -> Result<bool, AppError>;
     /// Writes verdicts of a gone sweep and counts them on the sweep's unit, each key with its count in one
     /// step: a key only if the sweep may still decide it (`GoneSweep::may_decide`, checked on the record;
     /// the others are skipped), and nothing once the unit has ended.
@@ -356,6 +360,10 @@ pub trait KeySource: Send + Sync {
     async fn list_keys(&self, marker: Option<&str>) -> Result<KeyPage, SourceError>;
     /// Every alias of the region with a target, by target key id (predefined aliases without one skipped).
     async fn aliases(&self) -> Result<BTreeMap<String, Vec<String>>, SourceError>;
+    /// The aliases of one key: what reading a single key needs, without listing the whole region.
+    async fn aliases_of(&self, key_id: &str) -> Result<Vec<String>, SourceError> {
+        Ok(self.aliases().await?.remove(key_id).unwrap_or_default())
+    }
     /// Describes one key and its optional reads; None when the key no longer exists. A read AWS refuses is
     /// recorded in `KeyDetails::read_errors`; only a passing failure is an error.
     async fn read_key(

@@ -247,7 +247,10 @@ fn check(event: Value) -> Result<(), TestCaseError> {
                 }
             }
         }
-        EventKind::ScheduledEvent | EventKind::SchedulerInput | EventKind::Unknown => {
+        EventKind::ScheduledEvent
+        | EventKind::SchedulerInput
+        | EventKind::KmsEvent
+        | EventKind::Unknown => {
             prop_assert!(answer.is_ok_and(|a| a.is_object()), "{event}");
         }
     }

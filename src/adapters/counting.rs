@@ -86,10 +86,10 @@ impl KeyStore for CountingKeyStore {
             None => Ok(()),
         }
     }
-    async fn update_from_refresh(&self, key: &KeyRecord) -> Result<(), AppError> {
+    async fn store_read(&self, key: &KeyRecord, create: bool) -> Result<bool, AppError> {
         match &self.inner {
-            Some(inner) => inner.update_from_refresh(key).await,
-            None => Ok(()),
+            Some(inner) => inner.store_read(key, create).await,
+            None => Ok(false),
         }
     }
     async fn settle_sweep(

@@ -481,6 +481,39 @@ impl KeySource for AwsKeySource {
         }
     }
 
+    async fn aliases_of(&self, key_id: &str) -> Result<Vec<String>, SourceError> {
+        let mut aliases = Vec::new();
+        let mut marker = None;
+        loop {
+            let output = match self
+                .call(KmsOperation::ListAliases, || {
+                    self.client
+                        .list_aliases()
+                        .key_id(key_id)
+                        .limit(LIST_ALIASES_LIMIT)
+                        .set_marker(marker.clone())
+                        .send()
+                })
+                .await
+            {
+                Ok(output) => output,
+                // DescribeKey, next, tells the key is gone.
+                Err(Failure::Gone) => return Ok(Vec::new()),
+                Err(failure) => return Err(required("ListAliases", failure)),
+            };
+            aliases.extend(
+                output
+                    .aliases()
+                    .iter()
+                    .filter_map(|a| a.alias_name().map(str::to_string)),
+            );
+            marker = output.next_marker.filter(|_| output.truncated);
+            if marker.is_none() {
+                return Ok(aliases);
+            }
+        }
+    }
+
     async fn read_key(
         &self,
         key: &ListedKey,

@@ -468,6 +468,7 @@ impl KeyStore for MemoryKeyStore {
             .map(|k| {
                 let state = StoredState {
                     created_at: k.created_at,
+                    synced_at: k.synced_at,
                     content_hash: k.content_hash.clone(),
                     gone: k.gone,
                 };
@@ -490,17 +491,33 @@ impl KeyStore for MemoryKeyStore {
         Ok(())
     }
 
-    async fn update_from_refresh(&self, key: &KeyRecord) -> Result<(), AppError> {
+    async fn store_read(&self, key: &KeyRecord, create: bool) -> Result<bool, AppError> {
         let mut stored = lock(&self.keys);
-        let record = stored
-            .get_mut(&key.id)
-            .ok_or_else(|| AppError::NotFound(format!("AWS key '{}' not found", key.id)))?;
-        *record = KeyRecord {
-            created_at: record.created_at,
-            last_seen_job: record.last_seen_job,
-            ..key.clone()
-        };
-        Ok(())
+        match stored.get_mut(&key.id) {
+            Some(record) if record.synced_at >= key.synced_at => Ok(false),
+            Some(record) => {
+                *record = KeyRecord {
+                    created_at: record.created_at,
+                    last_seen_job: record.last_seen_job,
+                    ..key.clone()
+                };
+                Ok(true)
+            }
+            None if create => {
+                stored.insert(
+                    key.id,
+                    KeyRecord {
+                        last_seen_job: None,
+                        ..key.clone()
+                    },
+                );
+                Ok(true)
+            }
+            None => Err(AppError::NotFound(format!(
+                "AWS key '{}' not found",
+                key.id
+            ))),
+        }
     }
 
     async fn settle_sweep(

@@ -74,6 +74,11 @@ pub fn kms(tenancy: &Tenancy, kms: &KmsResource) -> Value {
         json!(kms.assume_role_external_id),
     );
     fields.insert("status".into(), Value::from("ACTIVE"));
+    fields.insert("auto_added".into(), Value::from(kms.auto_added));
+    fields.insert(
+        "organization_status".into(),
+        json!(kms.org_status.map(|s| s.as_str())),
+    );
     Value::Object(fields)
 }
 

@@ -23,9 +23,48 @@ pub struct KmsResource {
     pub created_at: Timestamp,
     #[serde(rename = "updatedAt", with = "rfc3339")]
     pub updated_at: Timestamp,
+    /// Registered by an AWS Organizations discovery, not by hand.
+    #[serde(default)]
+    pub auto_added: bool,
+    /// Where the account of an auto-added resource stands in its organization; None for one added by hand.
+    #[serde(default)]
+    pub org_status: Option<OrgStatus>,
+}
+
+/// An auto-added account's standing in its organization, as the last discovery found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrgStatus {
+    Active,
+    /// Suspended or being closed: AWS refuses its calls.
+    Suspended,
+    /// No longer in the organization: its role may be gone.
+    Left,
+}
+
+impl OrgStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrgStatus::Active => "active",
+            OrgStatus::Suspended => "suspended",
+            OrgStatus::Left => "left",
+        }
+    }
 }
 
 impl KmsResource {
+    /// Whether jobs and KMS events read this resource: not when its account was suspended or left the
+    /// organization (it is kept, with its keys, and no job counts it as failed).
+    pub fn is_synced(&self) -> bool {
+        self.org_status
+            .is_none_or(|status| status == OrgStatus::Active)
+    }
+
+    /// Whether the syncs of this resource read `region`.
+    pub fn syncs(&self, region: &str) -> bool {
+        self.is_synced() && self.regions.iter().any(|r| r == region)
+    }
+
     /// The account root ARN CCKM shows as `arn`.
     pub fn root_arn(&self) -> String {
         format!(
@@ -101,6 +140,8 @@ impl CreateKmsBody {
             assume_role_external_id,
             created_at: now,
             updated_at: now,
+            auto_added: false,
+            org_status: None,
         })
     }
 }
@@ -158,7 +199,7 @@ pub fn is_account_id(text: &str) -> bool {
     text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn validate_regions(regions: Vec<String>) -> Result<Vec<String>, AppError> {
+pub(crate) fn validate_regions(regions: Vec<String>) -> Result<Vec<String>, AppError> {
     if regions.is_empty() {
         return Err(AppError::InvalidParam(
             "regions must name at least one region".into(),

@@ -101,19 +101,22 @@ fn check_entries(
 /// The units of a job: for each KMS resource, the requested regions it is configured for (all of its regions
 /// when none were requested). One unit per (account, region): two resources on one account share it.
 /// Every requested region must be configured on at least one of the resources.
+/// A resource whose account was suspended or left its organization is not synced (`KmsResource::is_synced`).
 pub fn plan(
     resources: &[KmsResource],
     requested_regions: &[String],
 ) -> Result<Vec<Unit>, AppError> {
+    let synced: Vec<&KmsResource> = resources.iter().filter(|k| k.is_synced()).collect();
+    let resources = synced.as_slice();
     for region in requested_regions {
-        if !resources.iter().any(|kms| kms.regions.contains(region)) {
+        if !resources.iter().any(|kms| kms.syncs(region)) {
             return Err(AppError::InvalidParam(format!(
                 "region '{region}' is not configured on any of the requested KMS resources"
             )));
         }
     }
     let mut units = BTreeMap::new();
-    for kms in resources {
+    for kms in resources.iter().copied() {
         for region in &kms.regions {
             if requested_regions.is_empty() || requested_regions.contains(region) {
                 units
@@ -154,6 +157,8 @@ mod tests {
             assume_role_external_id: None,
             created_at: now,
             updated_at: now,
+            auto_added: false,
+            org_status: None,
         }
     }
 

@@ -2,9 +2,12 @@
 
 use crate::app::App;
 use crate::domain::AppError;
-use crate::domain::key::{KeyRecord, Sighting};
+use crate::domain::key::{KeyRecord, Sighting, key_record_id};
+use crate::domain::kms::KmsResource;
+use crate::domain::region::partition_of;
 use crate::domain::time::now;
-use crate::ports::{Connection, ListedKey, SourceError};
+use crate::ports::{Connection, KeySource, KeyStore, ListedKey, SourceError};
+use std::sync::Arc;
 use uuid::Uuid;
 
 pub async fn get(app: &App, id: &str) -> Result<KeyRecord, AppError> {
@@ -23,52 +26,111 @@ pub async fn delete(app: &App, id: &str) -> Result<(), AppError> {
 /// is kept and flagged gone. The write leaves the sync's own stamp (`last_seen_job`) alone, so a refresh
 /// racing a sync never undoes what the sync recorded.
 pub async fn refresh(app: &App, id: &str) -> Result<KeyRecord, AppError> {
-    let mut key = get(app, id).await?;
+    let key = get(app, id).await?;
     let kms = app.kms.get(key.kms_id).await?.ok_or_else(|| {
         AppError::Conflict(format!(
             "the KMS resource of AWS key '{id}' is no longer registered"
         ))
     })?;
-    let source = app
-        .source
-        .open(&Connection::from(&kms), &key.region)
+    let source = open(app, &kms, &key.region).await?;
+    reread(
+        source.as_ref(),
+        &app.keys,
+        &kms,
+        &key.region,
+        &key.aws_param.key_id,
+        false,
+    )
+    .await?;
+    // What is stored now: a newer read (a sync, an event) may have been stored instead of this one.
+    get(app, id).await
+}
+
+/// The key source of one account and region, as the engine opens it (the same rate limiter).
+pub async fn open(
+    app: &App,
+    kms: &KmsResource,
+    region: &str,
+) -> Result<Arc<dyn KeySource>, AppError> {
+    app.source
+        .open(&Connection::from(kms), region)
         .await
-        .map_err(source_error)?;
-    let aliases = source.aliases().await.map_err(source_error)?;
-    let key_aliases = aliases
-        .get(&key.aws_param.key_id)
-        .cloned()
-        .unwrap_or_default();
+        .map_err(source_error)
+}
+
+/// What `reread` found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reread {
+    /// AWS has the key; what it said is stored.
+    Stored,
+    /// AWS no longer has the key; our record is kept, flagged gone.
+    FlaggedGone,
+    /// A read that began later was stored already, and stays.
+    NewerKept,
+    /// AWS has no such key and we never stored it.
+    Unknown,
+}
+
+/// Reads one key of `kms` in `region` from AWS with the engine's per-key reads, and stores what AWS said.
+/// A key AWS no longer has is kept and flagged gone. The record is stamped with the time the read began,
+/// so a read that began later and was stored first is never overwritten. `create`: a key we have not
+/// stored yet is stored; otherwise that is `NotFound`.
+pub async fn reread(
+    source: &dyn KeySource,
+    keys: &Arc<dyn KeyStore>,
+    kms: &KmsResource,
+    region: &str,
+    key_id: &str,
+    create: bool,
+) -> Result<Reread, AppError> {
     let at = now();
+    let arn = format!(
+        "arn:{}:kms:{region}:{}:key/{key_id}",
+        partition_of(region),
+        kms.account_id
+    );
     let listed = ListedKey {
-        key_id: key.aws_param.key_id.clone(),
-        arn: key.arn.clone(),
+        key_id: key_id.to_string(),
+        arn,
     };
-    match source
-        .read_key(&listed, &key_aliases)
+    let aliases = source.aliases_of(key_id).await.map_err(source_error)?;
+    let record = match source
+        .read_key(&listed, &aliases)
         .await
         .map_err(source_error)?
     {
-        Some(details) => {
-            let sighting = Sighting {
+        Some(details) => KeyRecord::from_details(
+            details,
+            Sighting {
                 kms_id: kms.id,
                 kms_name: &kms.name,
-                region: &key.region,
-                job_id: key.last_seen_job,
+                region,
+                job_id: None,
                 now: at,
-                first_stored: Some(key.created_at),
-            };
-            key = KeyRecord::from_details(details, sighting);
-        }
-        None => {
-            key.gone = true;
-            key.updated_at = at;
-            key.synced_at = at;
-        }
-    }
-    app.keys.update_from_refresh(&key).await?;
-    // What is stored now: the sync's stamp may be newer than the one read above.
-    get(app, id).await
+                first_stored: None,
+            },
+        ),
+        None => match keys.get(key_record_id(&listed.arn)).await? {
+            Some(mut stored) => {
+                stored.gone = true;
+                stored.updated_at = at;
+                stored.synced_at = at;
+                stored
+            }
+            None if create => return Ok(Reread::Unknown),
+            None => {
+                return Err(AppError::NotFound(format!(
+                    "AWS key '{}' not found",
+                    listed.arn
+                )));
+            }
+        },
+    };
+    Ok(match keys.store_read(&record, create).await? {
+        false => Reread::NewerKept,
+        true if record.gone => Reread::FlaggedGone,
+        true => Reread::Stored,
+    })
 }
 
 fn source_error(err: SourceError) -> AppError {

@@ -4,3 +4,4 @@
 pub mod jobs;
 pub mod keys;
 pub mod kms;
+pub mod kms_events;

@@ -348,11 +348,12 @@ impl Delivery<'_> {
                     }
                     Read::Failed(stop) => return (Err(stop), done),
                 };
-                let at = now();
                 let mut records = Vec::with_capacity(page.details.len());
                 for details in page.details {
                     match source.with_aliases(details).await {
-                        Ok(details) => records.push(unit.record(this.item, details, at)),
+                        Ok(details) => {
+                            records.push(unit.record(this.item, details, page.listed_at))
+                        }
                         Err(stop) => return (Err(stop), done),
                     }
                 }
@@ -390,8 +391,9 @@ impl Delivery<'_> {
     }
 
     /// Writes the page's keys that changed (a key keeps its `createdAt`; one whose fingerprint matches what
-    /// is stored, and that is not flagged gone, is not written again), records the page with the ids it
-    /// saw and renews the lease. Some(keys written); None when the unit ended meanwhile.
+    /// is stored, and that is not flagged gone, is not written again; one that a read begun after this
+    /// page's listing stored, such as a KMS event's, is left to it), records the page with the ids it saw
+    /// and renews the lease. Some(keys written); None when the unit ended meanwhile.
     async fn store(
         &self,
         mut records: Vec<KeyRecord>,
@@ -402,7 +404,8 @@ impl Delivery<'_> {
         records.retain_mut(|key| match stored.get(&key.id) {
             Some(state) => {
                 key.created_at = state.created_at;
-                state.gone || state.content_hash != key.content_hash
+                state.synced_at <= key.synced_at
+                    && (state.gone || state.content_hash != key.content_hash)
             }
             None => true,
         });
@@ -513,6 +516,7 @@ impl Delivery<'_> {
             key_id: key_id_of_arn(&stub.arn).to_string(),
             arn: stub.arn.clone(),
         };
+        let read_at = now();
         Ok(match source.read(&listed).await.map_err(stop_for)? {
             None => Some(Verdict::Gone(stub.id)),
             Some(details) if details.read_errors.contains_key(DESCRIBE_KEY) => {
@@ -524,7 +528,7 @@ impl Delivery<'_> {
                 tracing::warn!(job_id = %self.item.job_id, unit = self.unit_key, arn = stub.arn,
                     "a live key was missing from the listing; stored as seen");
                 let details = source.with_aliases(details).await?;
-                let mut record = unit.record(self.item, details, now());
+                let mut record = unit.record(self.item, details, read_at);
                 record.created_at = stub.created_at;
                 Some(Verdict::Live(Box::new(record)))
             }
@@ -557,6 +561,8 @@ enum Read {
 struct ReadPage {
     details: Vec<KeyDetails>,
     next_marker: Option<String>,
+    /// When the page was listed: every read of its keys began since, so its records carry this stamp.
+    listed_at: Timestamp,
 }
 
 /// A page listed and being read.
@@ -565,6 +571,7 @@ struct Pending {
     read: usize,
     details: Vec<KeyDetails>,
     next_marker: Option<String>,
+    listed_at: Timestamp,
 }
 
 /// Pages listed ahead of the one being read at most: what bounds the reader's memory.
@@ -620,6 +627,7 @@ impl Reading<'_> {
                     paused = marker;
                     break;
                 }
+                let listed_at = now();
                 match self.source.keys.list_keys(marker.as_deref()).await {
                     Ok(page) => {
                         let seq = first_seq + listed.len();
@@ -629,6 +637,7 @@ impl Reading<'_> {
                             read: 0,
                             details: Vec::with_capacity(page.keys.len()),
                             next_marker: page.next_marker.clone(),
+                            listed_at,
                         });
                         to_list = page.next_marker.map(Some);
                     }
@@ -644,6 +653,7 @@ impl Reading<'_> {
                 let read = ReadPage {
                     details: page.details,
                     next_marker: page.next_marker,
+                    listed_at: page.listed_at,
                 };
                 if pages.send(Read::Page(read)).await.is_err() {
                     return;

@@ -82,6 +82,8 @@ async fn main() {
         assume_role_external_id: None,
         created_at: now,
         updated_at: now,
+        auto_added: false,
+        org_status: None,
     };
     if let Err(err) = app.kms.insert(&kms).await {
         eprintln!("engine-bench: {err}");

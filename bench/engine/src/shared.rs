@@ -49,6 +49,8 @@ pub async fn register(
         assume_role_external_id: None,
         created_at: now,
         updated_at: now,
+        auto_added: false,
+        org_status: None,
     };
     app.kms
         .insert(&kms)

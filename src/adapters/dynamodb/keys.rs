@@ -35,8 +35,8 @@ const BATCH_GET_LIMIT: usize = 100;
 const SWEEP_CHUNK: usize = 25;
 /// Retries of a sweep transaction that met another writer's transaction on one of its items.
 const SWEEP_CONFLICT_RETRIES: u32 = 6;
-/// Attributes a refresh leaves as they are: the key, and what only the sync writes.
-const KEPT_BY_REFRESH: [&str; 4] = ["id", "createdAt", "created", "last_seen_job"];
+/// Attributes a read outside a sync writes only on a new record: when the key was first stored.
+const KEPT_BY_READ: [&str; 2] = ["createdAt", "created"];
 /// `GoneSweep::may_decide`, on the record: not gone, not seen by the sweep's job, stamped before it started.
 const SWEEP_MAY_DECIDE: &str = "attribute_exists(id) AND gone = :no \
      AND (attribute_not_exists(last_seen_job) OR last_seen_job <> :job) AND synced_at < :started";
@@ -46,6 +46,8 @@ struct StateItem {
     id: Uuid,
     #[serde(rename = "createdAt", with = "crate::domain::time::rfc3339")]
     created_at: Timestamp,
+    #[serde(with = "crate::domain::time::rfc3339")]
+    synced_at: Timestamp,
     #[serde(default)]
     content_hash: Option<String>,
     gone: bool,
@@ -428,7 +430,10 @@ impl KeyStore for DynamoKeyStore {
 
     async fn stored_states(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, StoredState>, AppError> {
         let items = self
-            .batch_get(ids, Some("id, createdAt, content_hash, gone, layout"))
+            .batch_get(
+                ids,
+                Some("id, createdAt, synced_at, content_hash, gone, layout"),
+            )
             .await?;
         let mut states = HashMap::with_capacity(items.len());
         for item in items {
@@ -437,6 +442,7 @@ impl KeyStore for DynamoKeyStore {
                 state.id,
                 StoredState {
                     created_at: state.created_at,
+                    synced_at: state.synced_at,
                     // An item of an older layout lacks an index attribute: the sync writes it again.
                     content_hash: state.content_hash.filter(|_| state.layout >= LAYOUT),
                     gone: state.gone,
@@ -472,9 +478,19 @@ impl KeyStore for DynamoKeyStore {
         .await
     }
 
-    async fn update_from_refresh(&self, key: &KeyRecord) -> Result<(), AppError> {
+    async fn store_read(&self, key: &KeyRecord, create: bool) -> Result<bool, AppError> {
         // The record as stored: its aliases decide the alias items to change, its cell the count to move.
         let before = self.get(key.id).await?;
+        match &before {
+            None if !create => {
+                return Err(AppError::NotFound(format!(
+                    "AWS key '{}' not found",
+                    key.id
+                )));
+            }
+            Some(stored) if stored.synced_at >= key.synced_at => return Ok(false),
+            _ => {}
+        }
         let aliases_before: BTreeSet<String> = before
             .iter()
             .flat_map(|old| old.aws_param.alias.iter().cloned())
@@ -486,19 +502,33 @@ impl KeyStore for DynamoKeyStore {
         )
         .await?;
         let item = to_key_item(key)?;
+        // The condition repeats on the record what `before` showed, against a writer in between.
+        let exists = if create {
+            "attribute_not_exists(id) OR"
+        } else {
+            "attribute_exists(id) AND"
+        };
         let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("id", s(key.id.to_string()))
-            .condition_expression("attribute_exists(id)");
+            .condition_expression(format!("{exists} synced_at < :read_at"))
+            .expression_attribute_values(
+                ":read_at",
+                s(crate::domain::time::format(&key.synced_at)),
+            );
         let mut assignments = Vec::new();
         for (i, (name, value)) in item
             .into_iter()
-            .filter(|(name, _)| !KEPT_BY_REFRESH.contains(&name.as_str()))
+            .filter(|(name, _)| name != "id" && name != "last_seen_job")
             .enumerate()
         {
-            assignments.push(format!("#a{i} = :v{i}"));
+            assignments.push(if KEPT_BY_READ.contains(&name.as_str()) {
+                format!("#a{i} = if_not_exists(#a{i}, :v{i})")
+            } else {
+                format!("#a{i} = :v{i}")
+            });
             update = update
                 .expression_attribute_names(format!("#a{i}"), name)
                 .expression_attribute_values(format!(":v{i}"), value);
@@ -510,16 +540,21 @@ impl KeyStore for DynamoKeyStore {
         match result {
             Ok(_) => {}
             Err(err) if condition_failed(&err) => {
-                return Err(AppError::NotFound(format!(
-                    "AWS key '{}' not found",
-                    key.id
-                )));
+                // Deleted, or read by someone else since: what is stored is theirs to keep.
+                return match self.get(key.id).await? {
+                    None if !create => Err(AppError::NotFound(format!(
+                        "AWS key '{}' not found",
+                        key.id
+                    ))),
+                    _ => Ok(false),
+                };
             }
-            Err(err) => return Err(store_error("update key", err)),
+            Err(err) => return Err(store_error("store key", err)),
         }
         let from = before.as_ref().map(|old| (old.indexed_state(), old.gone));
         let to = (key.indexed_state(), key.gone);
-        adjust_count(&self.client, &self.jobs_table, &key.unit, from, Some(to)).await
+        adjust_count(&self.client, &self.jobs_table, &key.unit, from, Some(to)).await?;
+        Ok(true)
     }
 
     async fn settle_sweep(

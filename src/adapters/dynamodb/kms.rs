@@ -6,7 +6,7 @@ use super::{
     transaction_condition_failed,
 };
 use crate::domain::AppError;
-use crate::domain::kms::KmsResource;
+use crate::domain::kms::{KmsResource, OrgStatus};
 use crate::domain::time::{Timestamp, rfc3339};
 use crate::ports::KmsRegistry;
 use async_trait::async_trait;
@@ -28,6 +28,10 @@ struct KmsItem {
     created_at: Timestamp,
     #[serde(rename = "updatedAt", with = "rfc3339")]
     updated_at: Timestamp,
+    #[serde(default)]
+    auto_added: bool,
+    #[serde(default)]
+    org_status: Option<OrgStatus>,
 }
 
 impl From<&KmsResource> for KmsItem {
@@ -41,6 +45,8 @@ impl From<&KmsResource> for KmsItem {
             assume_role_external_id: kms.assume_role_external_id.clone(),
             created_at: kms.created_at,
             updated_at: kms.updated_at,
+            auto_added: kms.auto_added,
+            org_status: kms.org_status,
         }
     }
 }
@@ -56,6 +62,8 @@ impl From<KmsItem> for KmsResource {
             assume_role_external_id: item.assume_role_external_id,
             created_at: item.created_at,
             updated_at: item.updated_at,
+            auto_added: item.auto_added,
+            org_status: item.org_status,
         }
     }
 }
