@@ -3,6 +3,7 @@
 
 use crate::adapters::memory::*;
 use crate::config::{SyncSettings, Tenancy};
+use crate::domain::organization::DiscoveryInput;
 use crate::ports::*;
 use std::sync::Arc;
 
@@ -14,8 +15,11 @@ pub struct App {
     pub source: Arc<dyn KeySourceFactory>,
     pub dispatcher: Arc<dyn Dispatcher>,
     pub identity: Arc<dyn CallerIdentity>,
+    pub organization: Arc<dyn Organization>,
     pub tenancy: Tenancy,
     pub sync: SyncSettings,
+    /// The configured discovery inputs (`ORG_*`): run before each scheduled sync when configured.
+    pub discovery: DiscoveryInput,
 }
 
 /// The in-memory twins behind an `App`, kept so tests can look inside them.
@@ -24,6 +28,7 @@ pub struct MemoryParts {
     pub keys: Arc<MemoryKeyStore>,
     pub source: Arc<MemoryKeySource>,
     pub dispatcher: Arc<MemoryDispatcher>,
+    pub organization: Arc<MemoryOrganization>,
 }
 
 impl App {
@@ -35,6 +40,7 @@ impl App {
             jobs,
             source: Arc::new(MemoryKeySource::with_page_size(page_size)),
             dispatcher: Arc::new(MemoryDispatcher::default()),
+            organization: Arc::new(MemoryOrganization::default()),
         };
         let app = App {
             kms: Arc::new(MemoryKmsRegistry::default()),
@@ -43,8 +49,10 @@ impl App {
             source: parts.source.clone(),
             dispatcher: parts.dispatcher.clone(),
             identity: Arc::new(FixedCallerIdentity(caller_account.to_string())),
+            organization: parts.organization.clone(),
             tenancy: Tenancy::default(),
             sync: SyncSettings::default(),
+            discovery: DiscoveryInput::default(),
         };
         (app, parts)
     }

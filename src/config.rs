@@ -2,6 +2,7 @@
 //! setting is an init error with a clear message, never a panic in a handler.
 
 use crate::adapters::rate_limit::Quotas;
+use crate::domain::organization::DiscoveryInput;
 use std::env;
 use std::time::Duration;
 use thiserror::Error;
@@ -104,6 +105,8 @@ impl Default for SyncSettings {
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// AWS Organizations discovery before each scheduled sync, when `ORG_MANAGEMENT_ROLE_ARN` is set.
+    pub discovery: DiscoveryInput,
     pub kms_table: String,
     pub jobs_table: String,
     pub keys_table: String,
@@ -182,7 +185,32 @@ impl Config {
         if let Some(keys) = whole("SYNC_KEY_CONCURRENCY", 1, 64)? {
             sync.key_concurrency = keys as usize;
         }
+        let list = |name: &str| {
+            optional(name).map(|text| {
+                text.split(',')
+                    .map(|item| item.trim().to_string())
+                    .filter(|item| !item.is_empty())
+                    .collect::<Vec<_>>()
+            })
+        };
+        let discovery = DiscoveryInput {
+            management_role_arn: optional("ORG_MANAGEMENT_ROLE_ARN"),
+            member_role_name: optional("ORG_MEMBER_ROLE_NAME"),
+            member_external_id: optional("ORG_MEMBER_EXTERNAL_ID"),
+            organizational_units: list("ORG_UNITS"),
+            regions: list("ORG_REGIONS"),
+        };
+        if discovery.is_configured() {
+            discovery
+                .clone()
+                .settings()
+                .map_err(|err| ConfigError::Invalid {
+                    name: "ORG_*",
+                    reason: err.to_string(),
+                })?;
+        }
         Ok(Config {
+            discovery,
             kms_table: required("KMS_TABLE")?,
             jobs_table: required("JOBS_TABLE")?,
             keys_table: required("KEYS_TABLE")?,

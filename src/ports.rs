@@ -6,6 +6,7 @@ use crate::domain::job::{FanOut, Job, UnitStatus, WorkItem};
 use crate::domain::key::{KeyDetails, KeyRecord};
 pub use crate::domain::key_query::{KeyIndex, UnitCount};
 use crate::domain::kms::KmsResource;
+use crate::domain::organization::OrgAccount;
 use crate::domain::time::Timestamp;
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
@@ -401,4 +402,18 @@ pub trait Dispatcher: Send + Sync {
         receipt_handle: &str,
         delay: std::time::Duration,
     ) -> Result<(), AppError>;
+}
+
+/// The accounts of an AWS organization, read through a role in its management (or delegated
+/// administrator) account.
+#[async_trait]
+pub trait Organization: Send + Sync {
+    /// Every account of the organization, whatever its state.
+    async fn accounts(&self, management_role_arn: &str) -> Result<Vec<OrgAccount>, AppError>;
+    /// The accounts under these roots or organizational units, their child units' included.
+    async fn accounts_under(
+        &self,
+        management_role_arn: &str,
+        units: &[String],
+    ) -> Result<Vec<OrgAccount>, AppError>;
 }

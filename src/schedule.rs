@@ -1,11 +1,13 @@
 //! Scheduled synchronization (spec 4): an EventBridge "Scheduled Event" starts a `synchronize_all` job; the
-//! CCKM scheduler's `cckm_synchronization_params` input starts the job it names. A refused start is logged
+//! CCKM scheduler's `cckm_synchronization_params` input starts the job it names. When `ORG_*` configures
+//! one, an AWS Organizations discovery runs first, so that new accounts are in the job. A refused start is logged
 //! and answered, never raised, so EventBridge does not retry it forever.
 
 use crate::app::App;
 use crate::domain::AppError;
+use crate::domain::organization::DiscoveryInput;
 use crate::domain::sync_request::SyncRequest;
-use crate::service::jobs;
+use crate::service::{discovery, jobs};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -49,6 +51,12 @@ pub async fn run(app: &App, trigger: Trigger) -> Value {
     };
     if let Err(err) = jobs::sweep_abandoned(app).await {
         tracing::error!(error = %err, "could not end abandoned jobs");
+    }
+    // New accounts join this very sync; a failed discovery leaves the registered ones to sync.
+    if app.discovery.is_configured()
+        && let Err(err) = discovery::discover(app, DiscoveryInput::default()).await
+    {
+        tracing::error!(error = %err, "organization discovery failed; the sync goes on without it");
     }
     match async { jobs::start(app, request?).await }.await {
         Ok(job) => {

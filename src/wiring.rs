@@ -3,8 +3,9 @@
 
 use crate::adapters::dynamodb::{DynamoJobStore, DynamoKeyStore, DynamoKmsRegistry};
 use crate::adapters::kms::AwsKeySourceFactory;
+use crate::adapters::organizations::AwsOrganization;
 use crate::adapters::sqs::SqsDispatcher;
-use crate::adapters::sts::StsCallerIdentity;
+use crate::adapters::sts::{RoleCredentials, StsCallerIdentity};
 use crate::api::auth::Authenticator;
 use crate::app::App;
 use crate::config::{Config, ConfigError};
@@ -40,6 +41,7 @@ pub async fn entry_from_env() -> Result<Entry, ConfigError> {
 /// The whole object graph for one configuration and one set of AWS settings.
 pub fn build_entry(config: &Config, sdk: &SdkConfig) -> Result<Entry, ConfigError> {
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    let roles = Arc::new(RoleCredentials::new(aws_sdk_sts::Client::new(sdk)));
     let app = App {
         kms: Arc::new(DynamoKmsRegistry::new(dynamodb.clone(), &config.kms_table)),
         jobs: Arc::new(DynamoJobStore::new(
@@ -62,8 +64,10 @@ pub fn build_entry(config: &Config, sdk: &SdkConfig) -> Result<Entry, ConfigErro
             &config.work_queue_url,
         )),
         identity: Arc::new(StsCallerIdentity::new(aws_sdk_sts::Client::new(sdk))),
+        organization: Arc::new(AwsOrganization::new(sdk.clone(), roles)),
         tenancy: config.tenancy.clone(),
         sync: config.sync.clone(),
+        discovery: config.discovery.clone(),
     };
     Ok(Entry::new(app, Authenticator::new(&config.auth)?))
 }

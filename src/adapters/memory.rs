@@ -5,6 +5,7 @@ use crate::domain::AppError;
 use crate::domain::job::{FanOut, Job, JobStatus, UnitStatus, WorkItem};
 use crate::domain::key::{KeyDetails, KeyRecord};
 use crate::domain::kms::KmsResource;
+use crate::domain::organization::OrgAccount;
 use crate::domain::time::Timestamp;
 use crate::ports::*;
 use async_trait::async_trait;
@@ -855,5 +856,64 @@ impl KeySourceFactory for MemoryKeySource {
             pages_listed: Default::default(),
             reads: self.reads.clone(),
         }))
+    }
+}
+
+/// An organization in memory: accounts, each under one unit (a root or an OU), units under their parent.
+#[derive(Default)]
+pub struct MemoryOrganization {
+    accounts: Mutex<Vec<(OrgAccount, String)>>,
+    units: Mutex<Vec<(String, String)>>,
+}
+
+impl MemoryOrganization {
+    pub fn add_unit(&self, unit: &str, parent: &str) {
+        lock(&self.units).push((unit.to_string(), parent.to_string()));
+    }
+
+    /// Adds the account under `unit`, or changes its state if it is there.
+    pub fn put_account(&self, id: &str, state: &str, unit: &str) {
+        let mut accounts = lock(&self.accounts);
+        accounts.retain(|(account, _)| account.id != id);
+        let account = OrgAccount {
+            id: id.to_string(),
+            state: state.to_string(),
+        };
+        accounts.push((account, unit.to_string()));
+    }
+
+    pub fn remove_account(&self, id: &str) {
+        lock(&self.accounts).retain(|(account, _)| account.id != id);
+    }
+}
+
+#[async_trait]
+impl Organization for MemoryOrganization {
+    async fn accounts(&self, _management_role_arn: &str) -> Result<Vec<OrgAccount>, AppError> {
+        Ok(lock(&self.accounts)
+            .iter()
+            .map(|(a, _)| a.clone())
+            .collect())
+    }
+
+    async fn accounts_under(
+        &self,
+        _management_role_arn: &str,
+        units: &[String],
+    ) -> Result<Vec<OrgAccount>, AppError> {
+        let mut wanted: Vec<String> = units.to_vec();
+        let all_units = lock(&self.units).clone();
+        let mut i = 0;
+        while i < wanted.len() {
+            let children = all_units.iter().filter(|(_, parent)| *parent == wanted[i]);
+            let children: Vec<String> = children.map(|(unit, _)| unit.clone()).collect();
+            wanted.extend(children);
+            i += 1;
+        }
+        Ok(lock(&self.accounts)
+            .iter()
+            .filter(|(_, unit)| wanted.contains(unit))
+            .map(|(a, _)| a.clone())
+            .collect())
     }
 }

@@ -5,6 +5,7 @@ pub mod counting;
 pub mod dynamodb;
 pub mod kms;
 pub mod memory;
+pub mod organizations;
 pub mod rate_limit;
 pub mod sqs;
 pub mod sts;

@@ -26,6 +26,7 @@ enum Route {
     KeyCollection,
     Key(String),
     KeyRefresh(String),
+    OrganizationDiscoveries,
 }
 
 impl Route {
@@ -35,7 +36,7 @@ impl Route {
             Route::KmsCollection | Route::JobCollection => "GET, POST",
             Route::Kms(_) => "GET, PATCH, DELETE",
             Route::Job(_) | Route::KeyCollection => "GET",
-            Route::JobCancel(_) | Route::KeyRefresh(_) => "POST",
+            Route::JobCancel(_) | Route::KeyRefresh(_) | Route::OrganizationDiscoveries => "POST",
             Route::Key(_) => "GET, DELETE",
         }
     }
@@ -53,6 +54,7 @@ impl Route {
             ["keys"] => Route::KeyCollection,
             ["keys", id_] => Route::Key(id(id_)?),
             ["keys", id_, "refresh"] => Route::KeyRefresh(id(id_)?),
+            ["organization-discoveries"] => Route::OrganizationDiscoveries,
             _ => return None,
         })
     }
@@ -101,6 +103,7 @@ impl Api {
             (Route::Key(id), "GET") => routes::keys::get(app, id).await,
             (Route::Key(id), "DELETE") => routes::keys::delete(app, id).await,
             (Route::KeyRefresh(id), "POST") => routes::keys::refresh(app, id).await,
+            (Route::OrganizationDiscoveries, "POST") => routes::discovery::run(app, request).await,
             _ => Err(AppError::MethodNotAllowed {
                 method: method.to_string(),
                 path: request.path.clone(),

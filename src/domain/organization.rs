@@ -7,7 +7,7 @@ use super::AppError;
 use super::kms::{KmsResource, OrgStatus, validate_regions};
 use super::region::partition_of;
 use super::time::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -17,6 +17,68 @@ pub struct OrgAccount {
     pub id: String,
     /// Organizations' `State` (or the older `Status`): ACTIVE, SUSPENDED, PENDING_CLOSURE, CLOSED...
     pub state: String,
+}
+
+/// Discovery inputs, each optional: the function's configuration (`ORG_*`), overridden field by field by
+/// the body of an on-demand discovery.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryInput {
+    pub management_role_arn: Option<String>,
+    pub member_role_name: Option<String>,
+    pub member_external_id: Option<String>,
+    pub organizational_units: Option<Vec<String>>,
+    pub regions: Option<Vec<String>>,
+}
+
+impl DiscoveryInput {
+    /// Whether the configuration asks for a discovery before each scheduled sync.
+    pub fn is_configured(&self) -> bool {
+        self.management_role_arn.is_some()
+    }
+
+    /// These inputs, with `base`'s where these have none.
+    pub fn over(self, base: &DiscoveryInput) -> DiscoveryInput {
+        let base = base.clone();
+        DiscoveryInput {
+            management_role_arn: self.management_role_arn.or(base.management_role_arn),
+            member_role_name: self.member_role_name.or(base.member_role_name),
+            member_external_id: self.member_external_id.or(base.member_external_id),
+            organizational_units: self.organizational_units.or(base.organizational_units),
+            regions: self.regions.or(base.regions),
+        }
+    }
+
+    /// The settings, when every required input is there and valid.
+    pub fn settings(self) -> Result<DiscoverySettings, AppError> {
+        let required = |value: Option<String>, name: &str, env: &str| {
+            value.filter(|v| !v.is_empty()).ok_or_else(|| {
+                AppError::InvalidParam(format!(
+                    "{name} is required (in the request, or configured as {env})"
+                ))
+            })
+        };
+        DiscoverySettings {
+            management_role_arn: required(
+                self.management_role_arn,
+                "management_role_arn",
+                "ORG_MANAGEMENT_ROLE_ARN",
+            )?,
+            member_role_name: required(
+                self.member_role_name,
+                "member_role_name",
+                "ORG_MEMBER_ROLE_NAME",
+            )?,
+            member_external_id: self.member_external_id.filter(|v| !v.is_empty()),
+            organizational_units: self.organizational_units.unwrap_or_default(),
+            regions: self.regions.ok_or_else(|| {
+                AppError::InvalidParam(
+                    "regions is required (in the request, or configured as ORG_REGIONS)".into(),
+                )
+            })?,
+        }
+        .validate()
+    }
 }
 
 /// What a discovery reads and registers with.
@@ -161,6 +223,8 @@ pub struct DiscoveryReport {
     pub left: Vec<String>,
     /// Active accounts that a resource registered by hand syncs already: left as they are.
     pub registered_by_hand: Vec<String>,
+    /// Names of active accounts not registered because a resource of another account has the name.
+    pub name_taken: Vec<String>,
     /// Auto-added resources whose status did not change.
     pub unchanged: usize,
 }
