@@ -6,7 +6,7 @@ mod common;
 
 use aws_sdk_kms::types::{KeySpec, KeyUsageType, Tag};
 use cckm_aws_sync::domain::key::{KeyRecord, key_record_id};
-use common::emulator::{Stack, shared};
+use common::emulator::{Stack, schedule_deletion, shared};
 use common::*;
 use serde_json::{Value, json};
 use std::cmp::Ordering;
@@ -52,12 +52,7 @@ async fn seed(kms: &aws_sdk_kms::Client, region: &str) {
             kms.disable_key().key_id(&id).send().await.unwrap();
         }
         if n % 11 == 0 {
-            kms.schedule_key_deletion()
-                .key_id(&id)
-                .pending_window_in_days(7)
-                .send()
-                .await
-                .unwrap();
+            schedule_deletion(kms, &id).await;
         }
     }
 }
@@ -454,12 +449,7 @@ async fn refresh_rereads_one_key_after_a_tag_change_and_a_scheduled_deletion() {
     );
     assert_eq!(refreshed["createdAt"], record["createdAt"]);
 
-    kms.schedule_key_deletion()
-        .key_id(&key)
-        .pending_window_in_days(7)
-        .send()
-        .await
-        .unwrap();
+    schedule_deletion(&kms, &key).await;
     request(
         &stack.entry,
         "POST",

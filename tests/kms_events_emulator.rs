@@ -10,7 +10,7 @@ use aws_sdk_kms::types::{AlgorithmSpec, ExpirationModelType, OriginType, Wrappin
 use cckm_aws_sync::domain::key::{KeyRecord, key_record_id};
 use cckm_aws_sync::domain::time::now;
 use cckm_aws_sync::entry::Entry;
-use common::emulator::{Stack, shared};
+use common::emulator::{Stack, schedule_deletion, shared};
 use common::*;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -285,12 +285,7 @@ async fn each_followed_call_then_its_event_stores_what_aws_shows() {
         Vec::<String>::new()
     );
 
-    kms.schedule_key_deletion()
-        .key_id(&key)
-        .pending_window_in_days(7)
-        .send()
-        .await
-        .unwrap();
+    schedule_deletion(kms, &key).await;
     account.follow("ScheduleKeyDeletion", &key).await;
     let stored = account.stored(&key).await;
     assert_eq!(state(&stored), "PendingDeletion");

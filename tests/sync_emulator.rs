@@ -11,7 +11,7 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::AfterDeserializationInterceptorContextRef;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use common::emulator::shared;
+use common::emulator::{schedule_deletion, shared};
 use common::*;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -73,12 +73,7 @@ async fn seed_region(kms: &KmsClient, region: &str) -> BTreeMap<&'static str, St
         .await
         .unwrap();
     let doomed = doomed.key_metadata.unwrap().key_id;
-    kms.schedule_key_deletion()
-        .key_id(&doomed)
-        .pending_window_in_days(7)
-        .send()
-        .await
-        .unwrap();
+    schedule_deletion(kms, &doomed).await;
     ids.insert("pending_deletion", doomed);
     ids
 }

@@ -310,6 +310,35 @@ impl AwsKeySource {
         (keys.min(f64::from(LIST_KEYS_LIMIT)) as i32).max(MIN_PAGE)
     }
 
+    /// (alias name, target key id) of every alias with a target, of the region or of one key, all pages.
+    /// Predefined aliases without a target name no key of the account.
+    async fn list_aliases(&self, key_id: Option<&str>) -> Result<Vec<(String, String)>, Failure> {
+        let mut aliases = Vec::new();
+        let mut marker = None;
+        loop {
+            let output = self
+                .call(KmsOperation::ListAliases, || {
+                    self.client
+                        .list_aliases()
+                        .set_key_id(key_id.map(str::to_string))
+                        .limit(LIST_ALIASES_LIMIT)
+                        .set_marker(marker.clone())
+                        .send()
+                })
+                .await?;
+            aliases.extend(output.aliases().iter().filter_map(|alias| {
+                Some((
+                    alias.alias_name()?.to_string(),
+                    alias.target_key_id()?.to_string(),
+                ))
+            }));
+            marker = output.next_marker.filter(|_| output.truncated);
+            if marker.is_none() {
+                return Ok(aliases);
+            }
+        }
+    }
+
     async fn tags(&self, key_id: &str) -> Result<Vec<Tag>, Failure> {
         let mut tags = Vec::new();
         let mut marker = None;
@@ -453,64 +482,22 @@ impl KeySource for AwsKeySource {
 
     async fn aliases(&self) -> Result<BTreeMap<String, Vec<String>>, SourceError> {
         let mut aliases: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut marker = None;
-        loop {
-            let output = self
-                .call(KmsOperation::ListAliases, || {
-                    self.client
-                        .list_aliases()
-                        .limit(LIST_ALIASES_LIMIT)
-                        .set_marker(marker.clone())
-                        .send()
-                })
-                .await
-                .map_err(|f| required("ListAliases", f))?;
-            for alias in output.aliases() {
-                // Predefined aliases without a target name no key of the account.
-                if let (Some(name), Some(target)) = (alias.alias_name(), alias.target_key_id()) {
-                    aliases
-                        .entry(target.to_string())
-                        .or_default()
-                        .push(name.to_string());
-                }
-            }
-            marker = output.next_marker.filter(|_| output.truncated);
-            if marker.is_none() {
-                return Ok(aliases);
-            }
+        for (name, target) in self
+            .list_aliases(None)
+            .await
+            .map_err(|f| required("ListAliases", f))?
+        {
+            aliases.entry(target).or_default().push(name);
         }
+        Ok(aliases)
     }
 
     async fn aliases_of(&self, key_id: &str) -> Result<Vec<String>, SourceError> {
-        let mut aliases = Vec::new();
-        let mut marker = None;
-        loop {
-            let output = match self
-                .call(KmsOperation::ListAliases, || {
-                    self.client
-                        .list_aliases()
-                        .key_id(key_id)
-                        .limit(LIST_ALIASES_LIMIT)
-                        .set_marker(marker.clone())
-                        .send()
-                })
-                .await
-            {
-                Ok(output) => output,
-                // DescribeKey, next, tells the key is gone.
-                Err(Failure::Gone) => return Ok(Vec::new()),
-                Err(failure) => return Err(required("ListAliases", failure)),
-            };
-            aliases.extend(
-                output
-                    .aliases()
-                    .iter()
-                    .filter_map(|a| a.alias_name().map(str::to_string)),
-            );
-            marker = output.next_marker.filter(|_| output.truncated);
-            if marker.is_none() {
-                return Ok(aliases);
-            }
+        match self.list_aliases(Some(key_id)).await {
+            Ok(aliases) => Ok(aliases.into_iter().map(|(name, _)| name).collect()),
+            // DescribeKey, next, tells the key is gone.
+            Err(Failure::Gone) => Ok(Vec::new()),
+            Err(failure) => Err(required("ListAliases", failure)),
         }
     }
 

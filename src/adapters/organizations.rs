@@ -93,21 +93,18 @@ impl Organization for AwsOrganization {
             .send()
             .await
             .map_err(|e| org_error("organizations DescribeOrganization", &e))?;
-        let mut accounts = Vec::new();
-        let mut token = None;
-        loop {
-            let page = client
-                .list_accounts()
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| org_error("organizations ListAccounts", &e))?;
-            accounts.extend(page.accounts().iter().filter_map(account_of));
-            token = page.next_token;
-            if token.is_none() {
-                return Ok(accounts);
-            }
-        }
+        let accounts = client
+            .list_accounts()
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| org_error("organizations ListAccounts", &e))?;
+        Ok(accounts
+            .iter()
+            .flat_map(|page| page.accounts())
+            .filter_map(account_of)
+            .collect())
     }
 
     async fn accounts_under(
@@ -119,40 +116,34 @@ impl Organization for AwsOrganization {
         let mut accounts = Vec::new();
         let mut parents: Vec<String> = units.to_vec();
         while let Some(parent) = parents.pop() {
-            let mut token = None;
-            loop {
-                let page = client
-                    .list_accounts_for_parent()
-                    .parent_id(&parent)
-                    .set_next_token(token)
-                    .send()
-                    .await
-                    .map_err(|e| org_error("organizations ListAccountsForParent", &e))?;
-                accounts.extend(page.accounts().iter().filter_map(account_of));
-                token = page.next_token;
-                if token.is_none() {
-                    break;
-                }
-            }
-            let mut token = None;
-            loop {
-                let page = client
-                    .list_organizational_units_for_parent()
-                    .parent_id(&parent)
-                    .set_next_token(token)
-                    .send()
-                    .await
-                    .map_err(|e| org_error("organizations ListOrganizationalUnitsForParent", &e))?;
-                parents.extend(
-                    page.organizational_units()
-                        .iter()
-                        .filter_map(|unit| unit.id().map(str::to_string)),
-                );
-                token = page.next_token;
-                if token.is_none() {
-                    break;
-                }
-            }
+            let listed = client
+                .list_accounts_for_parent()
+                .parent_id(&parent)
+                .into_paginator()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| org_error("organizations ListAccountsForParent", &e))?;
+            accounts.extend(
+                listed
+                    .iter()
+                    .flat_map(|page| page.accounts())
+                    .filter_map(account_of),
+            );
+            let children = client
+                .list_organizational_units_for_parent()
+                .parent_id(&parent)
+                .into_paginator()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| org_error("organizations ListOrganizationalUnitsForParent", &e))?;
+            parents.extend(
+                children
+                    .iter()
+                    .flat_map(|page| page.organizational_units())
+                    .filter_map(|unit| unit.id().map(str::to_string)),
+            );
         }
         Ok(accounts)
     }

@@ -287,3 +287,13 @@ impl Stack {
         messages.len()
     }
 }
+
+/// Schedules a key's deletion with the shortest window AWS allows (7 days).
+pub async fn schedule_deletion(kms: &aws_sdk_kms::Client, key_id: &str) {
+    kms.schedule_key_deletion()
+        .key_id(key_id)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .expect("schedule key deletion");
+}
