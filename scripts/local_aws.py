@@ -130,6 +130,56 @@ def cmd_bootstrap(args):
         sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
     print(f"queue {name}: ready (DLQ {name}-dlq)", file=sys.stderr)
     print(f"WORK_QUEUE_URL={url}")
+    _bootstrap_users(sess.client("cognito-idp", endpoint_url=args.endpoint))
+
+
+ADMIN_GROUP, READ_ONLY_GROUP = "cckm-admins", "cckm-readers"
+
+
+def _bootstrap_users(cognito):
+    """The user pool CCKM's clients sign in to, as template.yaml makes it: an app client for password and
+    refresh-token sign-in, the admin and read-only groups, and one admin user with a fresh password."""
+    import secrets
+
+    pool_name = os.environ.get("COGNITO_POOL_NAME", "cckm-users")
+    pools = cognito.list_user_pools(MaxResults=60)["UserPools"]
+    pool_id = next((p["Id"] for p in pools if p["Name"] == pool_name), None)
+    if pool_id is None:
+        pool_id = cognito.create_user_pool(
+            PoolName=pool_name,
+            AdminCreateUserConfig={"AllowAdminCreateUserOnly": True},
+        )["UserPool"]["Id"]
+    clients = cognito.list_user_pool_clients(UserPoolId=pool_id, MaxResults=60)["UserPoolClients"]
+    client_id = next((c["ClientId"] for c in clients if c["ClientName"] == "cckm-clients"), None)
+    if client_id is None:
+        client_id = cognito.create_user_pool_client(
+            UserPoolId=pool_id, ClientName="cckm-clients", GenerateSecret=False,
+            ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+            PreventUserExistenceErrors="ENABLED",
+        )["UserPoolClient"]["ClientId"]
+    groups = {g["GroupName"] for g in cognito.list_groups(UserPoolId=pool_id)["Groups"]}
+    for group in (ADMIN_GROUP, READ_ONLY_GROUP):
+        if group not in groups:
+            cognito.create_group(UserPoolId=pool_id, GroupName=group)
+    username = os.environ.get("CCKM_USERNAME", "cckm-admin")
+    password = f"Cckm-{secrets.token_urlsafe(18)}-7x"  # upper, lower, digit and symbol, whatever the draw
+    _put_user(cognito, pool_id, username, password, ADMIN_GROUP)
+    print(f"user pool {pool_name}: ready ({pool_id}, admin user {username})", file=sys.stderr)
+    print(f"COGNITO_USER_POOL_ID={pool_id}")
+    print(f"COGNITO_CLIENT_ID={client_id}")
+    print(f"CCKM_USERNAME={username}")
+    print(f"CCKM_PASSWORD={password}")
+
+
+def _put_user(cognito, pool_id, username, password, group=None):
+    """Creates the user (or finds it), sets its password for good and puts it in `group`."""
+    try:
+        cognito.admin_create_user(UserPoolId=pool_id, Username=username, MessageAction="SUPPRESS")
+    except cognito.exceptions.UsernameExistsException:
+        pass
+    cognito.admin_set_user_password(UserPoolId=pool_id, Username=username, Password=password, Permanent=True)
+    if group:
+        cognito.admin_add_user_to_group(UserPoolId=pool_id, Username=username, GroupName=group)
 
 
 # ------------------------------------------------------------------------------------------ token

@@ -419,6 +419,12 @@ def _exit_when_stdin_closes() -> None:
 
 
 def main(argv=None) -> None:
+    import os
+
+    # User pool and app client ids made from their names and settings, not drawn at random: a pool
+    # created again after `/moto-api/reset` (the e2e tests' fresh stack) keeps the ids the function has.
+    os.environ.setdefault("MOTO_COGNITO_IDP_USER_POOL_ID_STRATEGY", "HASH")
+    os.environ.setdefault("MOTO_COGNITO_IDP_USER_POOL_CLIENT_ID_STRATEGY", "HASH")
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--exit-on-stdin-eof" in argv:
         argv.remove("--exit-on-stdin-eof")

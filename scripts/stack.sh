@@ -106,9 +106,15 @@ up() {
   check_alive moto
 
   # 2. tables and queues
-  local queue_url
-  queue_url=$(AWS_ENDPOINT_URL=$ENDPOINT "$PY" scripts/local_aws.py bootstrap --endpoint "$ENDPOINT" | sed -n 's/^WORK_QUEUE_URL=//p')
+  local booted queue_url pool_id client_id username password
+  booted=$(AWS_ENDPOINT_URL=$ENDPOINT "$PY" scripts/local_aws.py bootstrap --endpoint "$ENDPOINT")
+  queue_url=$(sed -n 's/^WORK_QUEUE_URL=//p' <<<"$booted")
+  pool_id=$(sed -n 's/^COGNITO_USER_POOL_ID=//p' <<<"$booted")
+  client_id=$(sed -n 's/^COGNITO_CLIENT_ID=//p' <<<"$booted")
+  username=$(sed -n 's/^CCKM_USERNAME=//p' <<<"$booted")
+  password=$(sed -n 's/^CCKM_PASSWORD=//p' <<<"$booted")
   [[ -n $queue_url ]] || die "bootstrap printed no WORK_QUEUE_URL"
+  [[ -n $pool_id && -n $client_id && -n $password ]] || die "bootstrap printed no user pool"
 
   # 3. the function under cargo lambda watch, environment from .local/function.env (dotenv quoting)
   local q='"' envfile=$LOCAL/function.env
@@ -117,6 +123,7 @@ up() {
       "AWS_ACCESS_KEY_ID=testing" "AWS_SECRET_ACCESS_KEY=testing" \
       "KMS_TABLE=${KMS_TABLE:-cckm-kms}" "JOBS_TABLE=${JOBS_TABLE:-cckm-jobs}" "KEYS_TABLE=${KEYS_TABLE:-cckm-keys}" \
       "WORK_QUEUE_URL=$queue_url" "JWT_HS256_SECRET=${JWT_HS256_SECRET:-local-dev-secret-change-me}" \
+      "COGNITO_USER_POOL_ID=$pool_id" "COGNITO_CLIENT_ID=$client_id" \
       "RUST_LOG=${RUST_LOG:-info}"; do
       local v=${kv#*=} ; v=${v//\\/\\\\}; v=${v//$q/\\$q}
       printf '%s="%s"\n' "${kv%%=*}" "$v"
@@ -166,7 +173,10 @@ up() {
     echo "API_URL=$API_BASE/lambda-url/$FUNCTION"
     echo "AWS_ENDPOINT_URL=$ENDPOINT"
     echo "TOKEN=$token"
+    echo "CCKM_USERNAME=$username"
+    echo "CCKM_PASSWORD=$password"
   } | tee "$LOCAL/env"
+  chmod 600 "$LOCAL/env"
 }
 
 down() {

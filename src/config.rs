@@ -36,6 +36,8 @@ impl Default for Tenancy {
 /// How tokens are checked (spec 7). Secrets stay out of `Debug`.
 #[derive(Clone, Default)]
 pub struct AuthConfig {
+    /// The Cognito user pool behind `POST /v1/auth/tokens`, whose access tokens the API accepts.
+    pub cognito: Option<CognitoConfig>,
     pub hs256_secret: Option<String>,
     /// The JWKS JSON text for RS256/ES256 tokens.
     pub jwks: Option<String>,
@@ -46,7 +48,37 @@ pub struct AuthConfig {
 impl AuthConfig {
     /// False when neither a secret nor a JWKS is set: then only API Gateway authorizer claims get in.
     pub fn verifies_tokens(&self) -> bool {
-        self.hs256_secret.is_some() || self.jwks.is_some()
+        self.hs256_secret.is_some() || self.jwks.is_some() || self.cognito.is_some()
+    }
+}
+
+/// A Cognito user pool and its app client: users sign in with their password, and the pool's groups make
+/// their role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CognitoConfig {
+    pub user_pool_id: String,
+    pub client_id: String,
+    /// Members may do everything.
+    pub admin_group: String,
+    /// Members may only read.
+    pub read_only_group: String,
+}
+
+impl CognitoConfig {
+    /// The pool's region: its id is `<region>_<suffix>`.
+    pub fn region(&self) -> &str {
+        self.user_pool_id
+            .split_once('_')
+            .map_or("us-east-1", |(region, _)| region)
+    }
+
+    /// The `iss` of the pool's tokens.
+    pub fn issuer(&self) -> String {
+        format!(
+            "https://cognito-idp.{}.amazonaws.com/{}",
+            self.region(),
+            self.user_pool_id
+        )
     }
 }
 
@@ -57,6 +89,7 @@ impl std::fmt::Debug for AuthConfig {
                 "hs256_secret",
                 &self.hs256_secret.as_ref().map(|_| "<redacted>"),
             )
+            .field("cognito", &self.cognito)
             .field("jwks", &self.jwks.as_ref().map(|_| "<set>"))
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
@@ -130,7 +163,32 @@ impl Config {
         };
         let optional = |name: &str| get(name).filter(|v| !v.is_empty());
         let defaults = Tenancy::default();
+        let cognito = match (
+            optional("COGNITO_USER_POOL_ID"),
+            optional("COGNITO_CLIENT_ID"),
+        ) {
+            (Some(user_pool_id), Some(client_id)) => {
+                if !user_pool_id.contains('_') {
+                    return Err(ConfigError::Invalid {
+                        name: "COGNITO_USER_POOL_ID",
+                        reason: "a user pool id, <region>_<id>".into(),
+                    });
+                }
+                Some(CognitoConfig {
+                    user_pool_id,
+                    client_id,
+                    admin_group: optional("COGNITO_ADMIN_GROUP")
+                        .unwrap_or_else(|| "cckm-admins".into()),
+                    read_only_group: optional("COGNITO_READ_ONLY_GROUP")
+                        .unwrap_or_else(|| "cckm-readers".into()),
+                })
+            }
+            (None, None) => None,
+            (Some(_), None) => return Err(ConfigError::Missing("COGNITO_CLIENT_ID")),
+            (None, Some(_)) => return Err(ConfigError::Missing("COGNITO_USER_POOL_ID")),
+        };
         let auth = AuthConfig {
+            cognito,
             hs256_secret: optional("JWT_HS256_SECRET"),
             jwks: optional("JWT_JWKS"),
             issuer: optional("JWT_ISSUER"),

@@ -417,3 +417,27 @@ pub trait Organization: Send + Sync {
         units: &[String],
     ) -> Result<Vec<OrgAccount>, AppError>;
 }
+
+/// What a sign-in issues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedTokens {
+    pub access_token: String,
+    /// Absent when a refresh issued no new one: the one used stays valid.
+    pub refresh_token: Option<String>,
+    pub expires_in_seconds: i64,
+}
+
+/// The identity service users sign in with (a Cognito user pool in AWS).
+#[async_trait]
+pub trait SignIn: Send + Sync {
+    /// `Unauthorized`, with one message for an unknown user and a wrong password.
+    async fn with_password(&self, username: &str, password: &str)
+    -> Result<IssuedTokens, AppError>;
+    async fn with_refresh_token(&self, refresh_token: &str) -> Result<IssuedTokens, AppError>;
+}
+
+/// The keys that sign the identity service's tokens, as JWKS text.
+#[async_trait]
+pub trait SigningKeys: Send + Sync {
+    async fn jwks(&self) -> Result<String, AppError>;
+}

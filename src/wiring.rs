@@ -1,16 +1,18 @@
 //! Cold-start wiring: environment → `Config` → AWS clients → adapters → `Entry`. Kept out of `main.rs` so
 //! the integration tests build the very same object graph against the emulator.
 
+use crate::adapters::cognito::{CognitoSignIn, PoolSigningKeys};
 use crate::adapters::dynamodb::{DynamoJobStore, DynamoKeyStore, DynamoKmsRegistry};
 use crate::adapters::kms::AwsKeySourceFactory;
 use crate::adapters::organizations::AwsOrganization;
 use crate::adapters::sqs::SqsDispatcher;
 use crate::adapters::sts::{RoleCredentials, StsCallerIdentity};
-use crate::api::auth::Authenticator;
+use crate::api::auth::{Authenticator, PoolTokens};
 use crate::app::App;
 use crate::config::{Config, ConfigError};
 use crate::domain::time::Timestamp;
 use crate::entry::Entry;
+use crate::ports::SignIn;
 use aws_config::SdkConfig;
 use std::sync::Arc;
 
@@ -65,11 +67,31 @@ pub fn build_entry(config: &Config, sdk: &SdkConfig) -> Result<Entry, ConfigErro
         )),
         identity: Arc::new(StsCallerIdentity::new(aws_sdk_sts::Client::new(sdk))),
         organization: Arc::new(AwsOrganization::new(sdk.clone(), roles)),
+        sign_in: config.auth.cognito.as_ref().map(|pool| {
+            Arc::new(CognitoSignIn::new(
+                aws_sdk_cognitoidentityprovider::Client::new(sdk),
+                &pool.client_id,
+            )) as Arc<dyn SignIn>
+        }),
+        sign_in_client_id: config
+            .auth
+            .cognito
+            .as_ref()
+            .map(|pool| pool.client_id.clone())
+            .unwrap_or_default(),
         tenancy: config.tenancy.clone(),
         sync: config.sync.clone(),
         discovery: config.discovery.clone(),
     };
-    Ok(Entry::new(app, Authenticator::new(&config.auth)?))
+    let mut auth = Authenticator::new(&config.auth)?;
+    if let Some(pool) = &config.auth.cognito {
+        let endpoint = std::env::var("AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER")
+            .ok()
+            .or_else(|| sdk.endpoint_url().map(str::to_string));
+        let keys = PoolSigningKeys::new(endpoint.as_deref(), pool.region(), &pool.user_pool_id);
+        auth = auth.with_pool(PoolTokens::new(pool, Arc::new(keys)));
+    }
+    Ok(Entry::new(app, auth))
 }
 
 /// The invocation's deadline; without one (a local run), 15 minutes from now, Lambda's longest.

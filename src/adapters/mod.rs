@@ -1,6 +1,7 @@
 //! Adapters: the ports of `crate::ports` implemented for AWS (DynamoDB, KMS, SQS, STS) and in memory.
 
 pub mod aws_error;
+pub mod cognito;
 pub mod counting;
 pub mod dynamodb;
 pub mod kms;

@@ -1,22 +1,44 @@
 //! Bearer-token authentication (spec 7): HS256 with a shared secret, or RS256/ES256 against a configured
 //! JWKS; `exp` and `nbf` always, `iss` and `aud` when configured. Claims an API Gateway JWT authorizer has
-//! already verified are taken as they are. The token itself is never logged or echoed.
+//! already verified are taken as they are. Access tokens of the Cognito user pool (issue 9) are checked
+//! against the pool's own JWKS (fetched on first use, and again for a key it does not know, at most once a
+//! minute), its issuer and app client; the pool's groups make the role. The token itself is never logged or
+//! echoed.
 
 use super::request::HttpRequest;
-use crate::config::{AuthConfig, ConfigError};
+use crate::config::{AuthConfig, CognitoConfig, ConfigError};
 use crate::domain::AppError;
+use crate::ports::SigningKeys;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The least time between two fetches of the pool's JWKS: a token naming an unknown key cannot make the
+/// function fetch more often.
+const REFETCH_AFTER: Duration = Duration::from_secs(60);
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 const LEEWAY_SECONDS: u64 = 30;
+
+/// What a caller may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything: a token of the configured secret or JWKS, or a member of the pool's admin group.
+    Admin,
+    /// Reads only: a member of the pool's read-only group.
+    ReadOnly,
+    /// Nothing: a pool user in neither group.
+    NoAccess,
+}
 
 /// Who made the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub subject: String,
+    pub role: Role,
 }
 
 #[derive(Deserialize)]
@@ -25,45 +47,142 @@ struct Claims {
     sub: Option<String>,
 }
 
+/// What a Cognito access token carries besides the standard claims.
+#[derive(Deserialize)]
+struct PoolClaims {
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    token_use: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default, rename = "cognito:groups")]
+    groups: Vec<String>,
+}
+
+type KeysById = HashMap<String, (DecodingKey, Algorithm)>;
+
+/// The keys of a JWKS by `kid`, each with the algorithm it verifies.
+fn keys_of(text: &str) -> Result<KeysById, String> {
+    let set: JwkSet = serde_json::from_str(text).map_err(|e| format!("not a JWKS: {e}"))?;
+    let mut keys = HashMap::new();
+    for jwk in &set.keys {
+        let kid = jwk
+            .common
+            .key_id
+            .clone()
+            .ok_or_else(|| "every key needs a kid".to_string())?;
+        let algorithm = match &jwk.algorithm {
+            jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
+            jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
+            _ => {
+                return Err(format!(
+                    "key '{kid}': only RSA (RS256) and EC P-256 (ES256) keys"
+                ));
+            }
+        };
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key '{kid}': {e}"))?;
+        keys.insert(kid, (key, algorithm));
+    }
+    Ok(keys)
+}
+
+/// The Cognito user pool's tokens: its keys, fetched when needed, and what its tokens must say.
+pub struct PoolTokens {
+    config: CognitoConfig,
+    issuer: String,
+    source: Arc<dyn SigningKeys>,
+    keys: tokio::sync::RwLock<(KeysById, Option<Instant>)>,
+}
+
+impl PoolTokens {
+    pub fn new(config: &CognitoConfig, source: Arc<dyn SigningKeys>) -> PoolTokens {
+        PoolTokens {
+            issuer: config.issuer(),
+            config: config.clone(),
+            source,
+            keys: tokio::sync::RwLock::new((HashMap::new(), None)),
+        }
+    }
+
+    /// The key `kid`, fetching the pool's JWKS when it is unknown and the last fetch is old enough.
+    async fn key(&self, kid: &str) -> Result<Option<(DecodingKey, Algorithm)>, AppError> {
+        {
+            let keys = self.keys.read().await;
+            if let Some(key) = keys.0.get(kid) {
+                return Ok(Some(key.clone()));
+            }
+            if keys.1.is_some_and(|at| at.elapsed() < REFETCH_AFTER) {
+                return Ok(None);
+            }
+        }
+        let mut keys = self.keys.write().await;
+        if keys.1.is_none_or(|at| at.elapsed() >= REFETCH_AFTER) {
+            let text = self.source.jwks().await?;
+            let fetched = keys_of(&text).map_err(|e| {
+                AppError::Internal(format!("the user pool's JWKS is unusable: {e}"))
+            })?;
+            *keys = (fetched, Some(Instant::now()));
+        }
+        Ok(keys.0.get(kid).cloned())
+    }
+
+    async fn verify(&self, token: &str, kid: &str) -> Result<Principal, AppError> {
+        let (key, algorithm) = self
+            .key(kid)
+            .await?
+            .ok_or_else(|| unauthorized("the token's key is unknown"))?;
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = LEEWAY_SECONDS;
+        validation.set_required_spec_claims(&["exp", "iss"]);
+        validation.set_issuer(&[&self.issuer]);
+        // An access token has no `aud`: its app client is `client_id`, checked below.
+        validation.validate_aud = false;
+        let claims = decode::<PoolClaims>(token, &key, &validation)
+            .map_err(|err| unauthorized(rejection(&err)))?
+            .claims;
+        if claims.token_use.as_deref() != Some("access") {
+            return Err(unauthorized("the token is not an access token"));
+        }
+        if claims.client_id.as_deref() != Some(self.config.client_id.as_str()) {
+            return Err(unauthorized("the token is for another app client"));
+        }
+        let role = if claims.groups.contains(&self.config.admin_group) {
+            Role::Admin
+        } else if claims.groups.contains(&self.config.read_only_group) {
+            Role::ReadOnly
+        } else {
+            Role::NoAccess
+        };
+        Ok(Principal {
+            subject: claims.username.or(claims.sub).unwrap_or_default(),
+            role,
+        })
+    }
+}
+
 pub struct Authenticator {
     secret: Option<DecodingKey>,
     /// JWKS keys by `kid`, each with the algorithm it verifies.
-    jwks: HashMap<String, (DecodingKey, Algorithm)>,
+    jwks: KeysById,
     issuer: Option<String>,
     audience: Option<String>,
+    pool: Option<PoolTokens>,
 }
 
 impl Authenticator {
     pub fn new(config: &AuthConfig) -> Result<Authenticator, ConfigError> {
-        let mut jwks = HashMap::new();
-        if let Some(text) = &config.jwks {
-            let invalid = |reason: String| ConfigError::Invalid {
+        let jwks = match &config.jwks {
+            Some(text) => keys_of(text).map_err(|reason| ConfigError::Invalid {
                 name: "JWT_JWKS",
                 reason,
-            };
-            let set: JwkSet =
-                serde_json::from_str(text).map_err(|e| invalid(format!("not a JWKS: {e}")))?;
-            for jwk in &set.keys {
-                let kid = jwk
-                    .common
-                    .key_id
-                    .clone()
-                    .ok_or_else(|| invalid("every key needs a kid".into()))?;
-                let algorithm = match &jwk.algorithm {
-                    jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
-                    jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
-                    _ => {
-                        return Err(invalid(format!(
-                            "key '{kid}': only RSA (RS256) and EC P-256 (ES256) keys"
-                        )));
-                    }
-                };
-                let key =
-                    DecodingKey::from_jwk(jwk).map_err(|e| invalid(format!("key '{kid}': {e}")))?;
-                jwks.insert(kid, (key, algorithm));
-            }
-        }
+            })?,
+            None => HashMap::new(),
+        };
         Ok(Authenticator {
+            pool: None,
             secret: config
                 .hs256_secret
                 .as_ref()
@@ -74,10 +193,21 @@ impl Authenticator {
         })
     }
 
-    pub fn authenticate(&self, request: &HttpRequest) -> Result<Principal, AppError> {
+    /// Also accepts the access tokens of this Cognito user pool.
+    pub fn with_pool(self, pool: PoolTokens) -> Authenticator {
+        Authenticator {
+            pool: Some(pool),
+            ..self
+        }
+    }
+
+    pub async fn authenticate(&self, request: &HttpRequest) -> Result<Principal, AppError> {
         if let Some(claims) = &request.gateway_claims {
             let subject = claims.get("sub").cloned().unwrap_or_default();
-            return Ok(Principal { subject });
+            return Ok(Principal {
+                subject,
+                role: Role::Admin,
+            });
         }
         let header = request
             .header("authorization")
@@ -88,12 +218,18 @@ impl Authenticator {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| unauthorized("the Authorization header must be 'Bearer <token>'"))?;
-        self.verify(token)
-    }
-
-    fn verify(&self, token: &str) -> Result<Principal, AppError> {
         // `alg: none` and unknown algorithms fail here: the header parser only knows signing algorithms.
         let header = decode_header(token).map_err(|_| unauthorized("malformed token"))?;
+        if let (Some(pool), Some(kid)) = (&self.pool, header.kid.as_deref())
+            && !self.jwks.contains_key(kid)
+            && header.alg == Algorithm::RS256
+        {
+            return pool.verify(token, kid).await;
+        }
+        self.verify(token, &header)
+    }
+
+    fn verify(&self, token: &str, header: &jsonwebtoken::Header) -> Result<Principal, AppError> {
         let (key, algorithm) = match header.alg {
             Algorithm::HS256 => (
                 self.secret
@@ -128,21 +264,26 @@ impl Authenticator {
         if let Some(issuer) = &self.issuer {
             validation.set_issuer(&[issuer]);
         }
-        let data = decode::<Claims>(token, key, &validation).map_err(|err| {
-            use jsonwebtoken::errors::ErrorKind;
-            unauthorized(match err.kind() {
-                ErrorKind::ExpiredSignature => "the token has expired",
-                ErrorKind::ImmatureSignature => "the token is not valid yet",
-                ErrorKind::InvalidSignature => "the token's signature is invalid",
-                ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
-                ErrorKind::InvalidAudience => "the token's audience is not accepted",
-                ErrorKind::MissingRequiredClaim(_) => "the token has no expiry",
-                _ => "the token is invalid",
-            })
-        })?;
+        let data = decode::<Claims>(token, key, &validation)
+            .map_err(|err| unauthorized(rejection(&err)))?;
         Ok(Principal {
             subject: data.claims.sub.unwrap_or_default(),
+            role: Role::Admin,
         })
+    }
+}
+
+/// Why a token was refused, in words that give nothing away.
+fn rejection(err: &jsonwebtoken::errors::Error) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind;
+    match err.kind() {
+        ErrorKind::ExpiredSignature => "the token has expired",
+        ErrorKind::ImmatureSignature => "the token is not valid yet",
+        ErrorKind::InvalidSignature => "the token's signature is invalid",
+        ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
+        ErrorKind::InvalidAudience => "the token's audience is not accepted",
+        ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim",
+        _ => "the token is invalid",
     }
 }
 
@@ -184,6 +325,7 @@ mod tests {
 
     fn authenticator(issuer: Option<&str>, audience: Option<&str>) -> Authenticator {
         Authenticator::new(&AuthConfig {
+            cognito: None,
             hs256_secret: Some(SECRET.into()),
             jwks: None,
             issuer: issuer.map(String::from),
@@ -192,17 +334,18 @@ mod tests {
         .unwrap()
     }
 
-    #[test]
-    fn a_valid_hs256_token_passes() {
+    #[tokio::test]
+    async fn a_valid_hs256_token_passes() {
         let token = hs256(json!({"sub": "alice", "exp": now() + 600}), SECRET);
         let principal = authenticator(None, None)
             .authenticate(&request_with(Some(&token)))
+            .await
             .unwrap();
         assert_eq!(principal.subject, "alice");
     }
 
-    #[test]
-    fn every_bad_token_is_refused() {
+    #[tokio::test]
+    async fn every_bad_token_is_refused() {
         let auth = authenticator(Some("https://issuer"), Some("cckm"));
         let good = json!({"sub": "a", "exp": now() + 600, "iss": "https://issuer", "aud": "cckm"});
         let unsigned = format!(
@@ -253,7 +396,7 @@ mod tests {
             ),
         ];
         for (name, token) in cases {
-            let result = auth.authenticate(&request_with(token.as_deref()));
+            let result = auth.authenticate(&request_with(token.as_deref())).await;
             assert!(
                 matches!(result, Err(AppError::Unauthorized(_))),
                 "{name}: {result:?}"
@@ -261,24 +404,25 @@ mod tests {
         }
         assert!(
             auth.authenticate(&request_with(Some(&hs256(good, SECRET))))
+                .await
                 .is_ok()
         );
     }
 
-    #[test]
-    fn a_basic_scheme_is_refused() {
+    #[tokio::test]
+    async fn a_basic_scheme_is_refused() {
         let mut request = HttpRequest::default();
         request
             .headers
             .insert("authorization".into(), "Basic dXNlcjpwYXNz".into());
         assert!(matches!(
-            authenticator(None, None).authenticate(&request),
+            authenticator(None, None).authenticate(&request).await,
             Err(AppError::Unauthorized(_))
         ));
     }
 
-    #[test]
-    fn gateway_verified_claims_are_trusted() {
+    #[tokio::test]
+    async fn gateway_verified_claims_are_trusted() {
         let request = HttpRequest {
             gateway_claims: Some(HashMap::from([("sub".to_string(), "bob".to_string())])),
             ..HttpRequest::default()
@@ -286,14 +430,15 @@ mod tests {
         assert_eq!(
             authenticator(None, None)
                 .authenticate(&request)
+                .await
                 .unwrap()
                 .subject,
             "bob"
         );
     }
 
-    #[test]
-    fn es256_tokens_verify_against_the_jwks() {
+    #[tokio::test]
+    async fn es256_tokens_verify_against_the_jwks() {
         use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
@@ -314,19 +459,25 @@ mod tests {
         let token = encode(&header, &json!({"sub": "svc", "exp": now() + 600}), &key).unwrap();
         assert_eq!(
             auth.authenticate(&request_with(Some(&token)))
+                .await
                 .unwrap()
                 .subject,
             "svc"
         );
         header.kid = Some("unknown".into());
         let stranger = encode(&header, &json!({"sub": "svc", "exp": now() + 600}), &key).unwrap();
-        assert!(auth.authenticate(&request_with(Some(&stranger))).is_err());
+        assert!(
+            auth.authenticate(&request_with(Some(&stranger)))
+                .await
+                .is_err()
+        );
         // With only a JWKS configured, HS256 tokens are not accepted at all.
         assert!(
             auth.authenticate(&request_with(Some(&hs256(
                 json!({"exp": now() + 600}),
                 SECRET
             ))))
+            .await
             .is_err()
         );
     }

@@ -9,7 +9,7 @@ pub mod views;
 
 use crate::app::App;
 use crate::domain::AppError;
-use auth::Authenticator;
+use auth::{Authenticator, Principal, Role};
 use request::HttpRequest;
 use request::Payload;
 use response::HttpResponse;
@@ -27,6 +27,7 @@ enum Route {
     Key(String),
     KeyRefresh(String),
     OrganizationDiscoveries,
+    SignIn,
 }
 
 impl Route {
@@ -36,12 +37,18 @@ impl Route {
             Route::KmsCollection | Route::JobCollection => "GET, POST",
             Route::Kms(_) => "GET, PATCH, DELETE",
             Route::Job(_) | Route::KeyCollection => "GET",
-            Route::JobCancel(_) | Route::KeyRefresh(_) | Route::OrganizationDiscoveries => "POST",
+            Route::JobCancel(_)
+            | Route::KeyRefresh(_)
+            | Route::OrganizationDiscoveries
+            | Route::SignIn => "POST",
             Route::Key(_) => "GET, DELETE",
         }
     }
 
     fn parse(path: &str) -> Option<Route> {
+        if path == "/v1/auth/tokens" {
+            return Some(Route::SignIn);
+        }
         let rest = path.strip_prefix("/v1/cckm/aws/")?;
         let segments: Vec<&str> = rest.split('/').collect();
         let id = |s: &str| (!s.is_empty()).then(|| s.to_string());
@@ -83,13 +90,22 @@ impl Api {
     }
 
     async fn dispatch(&self, request: &HttpRequest) -> Result<HttpResponse, AppError> {
-        self.auth.authenticate(request)?;
-        let route = Route::parse(&request.path)
-            .ok_or_else(|| AppError::NotFound(format!("no route for {}", request.path)))?;
+        let route = Route::parse(&request.path);
+        // Sign-in takes no token, and ignores one (Terraform sends `Bearer` with an empty token).
+        let principal = match route {
+            Some(Route::SignIn) => None,
+            _ => Some(self.auth.authenticate(request).await?),
+        };
+        let route =
+            route.ok_or_else(|| AppError::NotFound(format!("no route for {}", request.path)))?;
         request::check_body(request)?;
         let app = &self.app;
         let method = request.method.as_str();
+        if let Some(principal) = principal {
+            allow(&principal, method)?;
+        }
         match (&route, method) {
+            (Route::SignIn, "POST") => routes::tokens::create(app, request).await,
             (Route::KmsCollection, "POST") => routes::kms::create(app, request).await,
             (Route::KmsCollection, "GET") => routes::kms::list(app, request).await,
             (Route::Kms(id), "GET") => routes::kms::get(app, id).await,
@@ -110,6 +126,22 @@ impl Api {
                 allow: route.methods(),
             }),
         }
+    }
+}
+
+/// What the caller's role allows: admins everything, readers GETs, anyone else nothing.
+fn allow(principal: &Principal, method: &str) -> Result<(), AppError> {
+    match principal.role {
+        Role::Admin => Ok(()),
+        Role::ReadOnly if method == "GET" => Ok(()),
+        Role::ReadOnly => Err(AppError::Forbidden(format!(
+            "user '{}' may only read: {method} is refused",
+            principal.subject
+        ))),
+        Role::NoAccess => Err(AppError::Forbidden(format!(
+            "user '{}' is in neither the admin group nor the read-only group",
+            principal.subject
+        ))),
     }
 }
 

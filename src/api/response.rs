@@ -39,6 +39,7 @@ impl HttpResponse {
             ),
             AppError::BadRequest(_) => (400, 15, "NCERRBadRequest: Bad HTTP request"),
             AppError::Unauthorized(_) => (401, 1, "NCERRUnauthorized: Unauthorized"),
+            AppError::Forbidden(_) => (403, 2, "NCERRForbidden: Forbidden"),
             AppError::NotFound(_) => (404, 16, "NCERRResourceNotFound: Resource not found"),
             AppError::MethodNotAllowed { .. } => (405, 15, "NCERRBadRequest: Bad HTTP request"),
             AppError::Conflict(_) => (409, 4, "NCERRConflict: Conflict"),

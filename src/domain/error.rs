@@ -12,6 +12,9 @@ pub enum AppError {
     BadRequest(String),
     #[error("{0}")]
     Unauthorized(String),
+    /// Signed in, but not allowed this (403, NCERRForbidden).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     /// A known path asked with a method it does not take; `allow` lists those it takes (the `Allow` header).

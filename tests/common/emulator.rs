@@ -108,6 +108,7 @@ impl Emulator {
             ("JOBS_TABLE", format!("{prefix}-jobs")),
             ("KEYS_TABLE", format!("{prefix}-keys")),
             ("WORK_QUEUE_NAME", format!("{prefix}-work")),
+            ("COGNITO_POOL_NAME", format!("{prefix}-users")),
         ];
         let output = Command::new(python())
             .arg(repo().join("scripts/local_aws.py"))
@@ -123,17 +124,24 @@ impl Emulator {
             "bootstrap failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        let queue_url = stdout
-            .lines()
-            .find_map(|line| line.strip_prefix("WORK_QUEUE_URL="))
-            .expect("bootstrap prints WORK_QUEUE_URL")
-            .trim()
-            .to_string();
+        let printed = |name: &str| {
+            stdout
+                .lines()
+                .find_map(|line| line.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("bootstrap prints {name}"))
+                .trim()
+                .to_string()
+        };
+        let queue_url = printed("WORK_QUEUE_URL");
+        let admin = (printed("CCKM_USERNAME"), printed("CCKM_PASSWORD"));
         let mut env: Vec<(String, String)> = names
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
         env.push(("WORK_QUEUE_URL".into(), queue_url.clone()));
+        for name in ["COGNITO_USER_POOL_ID", "COGNITO_CLIENT_ID"] {
+            env.push((name.into(), printed(name)));
+        }
         env.push(("JWT_HS256_SECRET".into(), super::SECRET.into()));
         env.push(("JWT_ISSUER".into(), super::ISSUER.into()));
         env.push(("JWT_AUDIENCE".into(), super::AUDIENCE.into()));
@@ -147,6 +155,7 @@ impl Emulator {
             sdk,
             entry,
             queue_url,
+            admin,
         }
     }
 
@@ -187,6 +196,8 @@ pub struct Stack {
     pub sdk: SdkConfig,
     pub entry: Entry,
     pub queue_url: String,
+    /// The user pool's admin user and its password, as `make up` writes them to `.local/env`.
+    pub admin: (String, String),
 }
 
 impl Stack {

@@ -35,7 +35,7 @@ JWT_SECRET = "local-dev-secret-change-me"  # the secret events/ are signed with
 # What the function reads from its environment file.
 FUNCTION_ENV = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                 "KMS_TABLE", "JOBS_TABLE", "KEYS_TABLE", "WORK_QUEUE_NAME", "WORK_QUEUE_URL", "JWT_HS256_SECRET",
-                "RUST_LOG", "SYNC_CLAIM_SECONDS", "SYNC_LEASE_SECONDS")
+                "RUST_LOG", "SYNC_CLAIM_SECONDS", "SYNC_LEASE_SECONDS", "COGNITO_USER_POOL_ID", "COGNITO_CLIENT_ID")
 
 
 def free_port():
@@ -99,7 +99,12 @@ class Stack:
             env=self.env, capture_output=True, text=True, timeout=120,
         )
         assert out.returncode == 0, f"bootstrap failed:\n{out.stderr}"
-        return out.stdout.strip().partition("WORK_QUEUE_URL=")[2]
+        printed = dict(line.split("=", 1) for line in out.stdout.strip().splitlines() if "=" in line)
+        # The function keeps its pool: ids are made from the pool's name (moto_server.py), so equal again.
+        for name in ("COGNITO_USER_POOL_ID", "COGNITO_CLIENT_ID"):
+            assert self.env.setdefault(name, printed[name]) == printed[name], f"{name} changed"
+        self.admin = (printed["CCKM_USERNAME"], printed["CCKM_PASSWORD"])
+        return printed["WORK_QUEUE_URL"]
 
     def reset(self):
         req = urllib.request.Request(self.endpoint + "/moto-api/reset", data=b"", method="POST")

@@ -4,3 +4,4 @@ pub mod discovery;
 pub mod jobs;
 pub mod keys;
 pub mod kms;
+pub mod tokens;
