@@ -10,6 +10,8 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct App {
     pub kms: Arc<dyn KmsRegistry>,
+    pub connections: Arc<dyn ConnectionStore>,
+    pub secrets: Arc<dyn SecretStore>,
     pub jobs: Arc<dyn JobStore>,
     pub keys: Arc<dyn KeyStore>,
     pub source: Arc<dyn KeySourceFactory>,
@@ -48,6 +50,8 @@ impl App {
         };
         let app = App {
             kms: Arc::new(MemoryKmsRegistry::default()),
+            connections: Arc::new(MemoryConnectionStore::default()),
+            secrets: Arc::new(MemorySecretStore::default()),
             jobs: parts.jobs.clone(),
             keys: parts.keys.clone(),
             source: parts.source.clone(),

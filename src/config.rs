@@ -141,6 +141,8 @@ pub struct Config {
     /// AWS Organizations discovery before each scheduled sync, when `ORG_MANAGEMENT_ROLE_ARN` is set.
     pub discovery: DiscoveryInput,
     pub kms_table: String,
+    /// Where AWS connections' static keys are kept: Secrets Manager names `<prefix>/connections/<id>`.
+    pub secrets_prefix: String,
     pub jobs_table: String,
     pub keys_table: String,
     pub work_queue_url: String,
@@ -270,6 +272,7 @@ impl Config {
         Ok(Config {
             discovery,
             kms_table: required("KMS_TABLE")?,
+            secrets_prefix: optional("SECRETS_PREFIX").unwrap_or_else(|| "cckm-aws-sync".into()),
             jobs_table: required("JOBS_TABLE")?,
             keys_table: required("KEYS_TABLE")?,
             work_queue_url: required("WORK_QUEUE_URL")?,

@@ -2,6 +2,7 @@
 //! live in `adapters::{dynamodb, kms, sqs, sts}`; in-memory twins for tests in `adapters::memory`.
 
 use crate::domain::AppError;
+use crate::domain::connection::{AwsConnection, StaticKeys};
 use crate::domain::job::{FanOut, Job, UnitStatus, WorkItem};
 use crate::domain::key::{KeyDetails, KeyRecord};
 pub use crate::domain::key_query::{KeyIndex, UnitCount};
@@ -296,22 +297,59 @@ pub trait KeyStore: Send + Sync {
     }
 }
 
-/// How to reach one AWS account: with the function's own credentials, or through a role.
+/// How to reach one AWS account: with the function's own credentials or an AWS connection's static keys,
+/// directly or through a role.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Connection {
     pub account_id: String,
     pub assume_role_arn: Option<String>,
     pub external_id: Option<String>,
+    /// The secret that holds the static keys to start from; None: the function's own credentials.
+    pub keys_secret: Option<String>,
 }
 
-impl From<&KmsResource> for Connection {
-    fn from(kms: &KmsResource) -> Self {
+impl Connection {
+    /// How `kms` reaches AWS: its role, else its AWS connection's role; from the connection's keys when it
+    /// has some.
+    pub fn of(kms: &KmsResource, via: Option<&AwsConnection>) -> Connection {
+        let (assume_role_arn, external_id) = match (&kms.assume_role_arn, via) {
+            (Some(role), _) => (Some(role.clone()), kms.assume_role_external_id.clone()),
+            (None, Some(connection)) => (
+                connection.assume_role_arn.clone(),
+                connection.assume_role_external_id.clone(),
+            ),
+            (None, None) => (None, None),
+        };
         Connection {
             account_id: kms.account_id.clone(),
-            assume_role_arn: kms.assume_role_arn.clone(),
-            external_id: kms.assume_role_external_id.clone(),
+            assume_role_arn,
+            external_id,
+            keys_secret: via.and_then(|c| c.secret_id.clone()),
         }
     }
+}
+
+/// AWS connections (CCKM's connection manager). Names are unique.
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    /// `Conflict` when the name is taken.
+    async fn insert(&self, connection: &AwsConnection) -> Result<(), AppError>;
+    async fn get(&self, id: Uuid) -> Result<Option<AwsConnection>, AppError>;
+    async fn find_by_name(&self, name: &str) -> Result<Option<AwsConnection>, AppError>;
+    async fn list(&self) -> Result<Vec<AwsConnection>, AppError>;
+    /// `NotFound` when it is gone; the name never changes.
+    async fn replace(&self, connection: &AwsConnection) -> Result<(), AppError>;
+    async fn remove(&self, connection: &AwsConnection) -> Result<(), AppError>;
+}
+
+/// Where static keys are kept (AWS Secrets Manager): never in a table, an answer or a log.
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// Keeps the keys of connection `owner` in a new secret; answers its id.
+    async fn create(&self, owner: Uuid, keys: &StaticKeys) -> Result<String, AppError>;
+    async fn replace(&self, secret_id: &str, keys: &StaticKeys) -> Result<(), AppError>;
+    async fn read(&self, secret_id: &str) -> Result<StaticKeys, AppError>;
+    async fn delete(&self, secret_id: &str) -> Result<(), AppError>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

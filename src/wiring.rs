@@ -2,9 +2,12 @@
 //! the integration tests build the very same object graph against the emulator.
 
 use crate::adapters::cognito::{CognitoSignIn, PoolSigningKeys};
-use crate::adapters::dynamodb::{DynamoJobStore, DynamoKeyStore, DynamoKmsRegistry};
+use crate::adapters::dynamodb::{
+    DynamoConnectionStore, DynamoJobStore, DynamoKeyStore, DynamoKmsRegistry,
+};
 use crate::adapters::kms::AwsKeySourceFactory;
 use crate::adapters::organizations::AwsOrganization;
+use crate::adapters::secrets::SecretsManagerStore;
 use crate::adapters::sqs::SqsDispatcher;
 use crate::adapters::sts::{RoleCredentials, StsCallerIdentity};
 use crate::api::auth::{Authenticator, PoolTokens};
@@ -12,7 +15,7 @@ use crate::app::App;
 use crate::config::{Config, ConfigError};
 use crate::domain::time::Timestamp;
 use crate::entry::Entry;
-use crate::ports::SignIn;
+use crate::ports::{SecretStore, SignIn};
 use aws_config::SdkConfig;
 use std::sync::Arc;
 
@@ -44,8 +47,17 @@ pub async fn entry_from_env() -> Result<Entry, ConfigError> {
 pub fn build_entry(config: &Config, sdk: &SdkConfig) -> Result<Entry, ConfigError> {
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     let roles = Arc::new(RoleCredentials::new(aws_sdk_sts::Client::new(sdk)));
+    let secrets: Arc<dyn SecretStore> = Arc::new(SecretsManagerStore::new(
+        aws_sdk_secretsmanager::Client::new(sdk),
+        &config.secrets_prefix,
+    ));
     let app = App {
         kms: Arc::new(DynamoKmsRegistry::new(dynamodb.clone(), &config.kms_table)),
+        connections: Arc::new(DynamoConnectionStore::new(
+            dynamodb.clone(),
+            &config.kms_table,
+        )),
+        secrets: secrets.clone(),
         jobs: Arc::new(DynamoJobStore::new(
             dynamodb.clone(),
             &config.jobs_table,
@@ -60,6 +72,7 @@ pub fn build_entry(config: &Config, sdk: &SdkConfig) -> Result<Entry, ConfigErro
             sdk.clone(),
             config.sync.rate_share,
             config.sync.quotas,
+            secrets.clone(),
         )),
         dispatcher: Arc::new(SqsDispatcher::new(
             aws_sdk_sqs::Client::new(sdk),

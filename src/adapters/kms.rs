@@ -6,13 +6,16 @@
 
 use super::rate_limit::{KmsOperation, Quotas, RateLimits};
 use super::sts::RoleCredentials;
+use crate::domain::AppError;
 use crate::domain::key::{AwsParam, KeyDetails, Tag, supports_rotation};
 use crate::ports::{
-    Connection, KeyPage, KeySource, KeySourceFactory, ListedKey, SourceError, SourceReport,
+    Connection, KeyPage, KeySource, KeySourceFactory, ListedKey, SecretStore, SourceError,
+    SourceReport,
 };
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
+use aws_credential_types::Credentials;
 use aws_sdk_kms::Client;
 use aws_sdk_kms::config::retry::RetryPartition;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
@@ -48,15 +51,23 @@ pub struct AwsKeySourceFactory {
     sdk: SdkConfig,
     roles: Arc<RoleCredentials>,
     limits: Arc<RateLimits>,
+    /// Where AWS connections keep their static keys.
+    secrets: Arc<dyn SecretStore>,
 }
 
 impl AwsKeySourceFactory {
-    pub fn new(sdk: SdkConfig, rate_share: f64, quotas: Quotas) -> Self {
+    pub fn new(
+        sdk: SdkConfig,
+        rate_share: f64,
+        quotas: Quotas,
+        secrets: Arc<dyn SecretStore>,
+    ) -> Self {
         let roles = Arc::new(RoleCredentials::new(aws_sdk_sts::Client::new(&sdk)));
         AwsKeySourceFactory {
             sdk,
             roles,
             limits: Arc::new(RateLimits::new(rate_share, quotas)),
+            secrets,
         }
     }
 }
@@ -76,12 +87,32 @@ impl KeySourceFactory for AwsKeySourceFactory {
                 "kms-{}-{region}",
                 connection.account_id
             )));
-        if let Some(role) = &connection.assume_role_arn {
-            let credentials = self
-                .roles
-                .assume(role, connection.external_id.as_deref())
-                .await?;
-            config = config.credentials_provider(credentials);
+        let base = match &connection.keys_secret {
+            Some(secret) => {
+                let keys = self.secrets.read(secret).await.map_err(|err| match err {
+                    AppError::Internal(text) => SourceError::Transient(text),
+                    other => SourceError::Refused(other.to_string()),
+                })?;
+                Some(Credentials::new(
+                    keys.access_key_id,
+                    keys.secret_access_key,
+                    None,
+                    None,
+                    "cckm-aws-connection",
+                ))
+            }
+            None => None,
+        };
+        match (&connection.assume_role_arn, base) {
+            (Some(role), base) => {
+                let credentials = self
+                    .roles
+                    .assume_from(base.as_ref(), role, connection.external_id.as_deref())
+                    .await?;
+                config = config.credentials_provider(credentials);
+            }
+            (None, Some(keys)) => config = config.credentials_provider(keys),
+            (None, None) => {}
         }
         let client = Client::from_conf(config.build());
         let source = AwsKeySource::new(client, &connection.account_id, region, self.limits.clone());

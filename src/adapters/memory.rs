@@ -2,6 +2,7 @@
 //! the same rules as the AWS adapters (unique names, leases, idempotent pages, exactly-once finish).
 
 use crate::domain::AppError;
+use crate::domain::connection::{AwsConnection, StaticKeys};
 use crate::domain::job::{FanOut, Job, JobStatus, UnitStatus, WorkItem};
 use crate::domain::key::{KeyDetails, KeyRecord};
 use crate::domain::kms::KmsResource;
@@ -915,5 +916,88 @@ impl Organization for MemoryOrganization {
             .filter(|(_, unit)| wanted.contains(unit))
             .map(|(a, _)| a.clone())
             .collect())
+    }
+}
+
+/// AWS connections in memory.
+#[derive(Default)]
+pub struct MemoryConnectionStore {
+    items: Mutex<BTreeMap<Uuid, AwsConnection>>,
+}
+
+#[async_trait]
+impl ConnectionStore for MemoryConnectionStore {
+    async fn insert(&self, connection: &AwsConnection) -> Result<(), AppError> {
+        let mut items = lock(&self.items);
+        if items.values().any(|c| c.name == connection.name) {
+            return Err(AppError::Conflict(format!(
+                "an AWS connection named '{}' exists already",
+                connection.name
+            )));
+        }
+        items.insert(connection.id, connection.clone());
+        Ok(())
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<AwsConnection>, AppError> {
+        Ok(lock(&self.items).get(&id).cloned())
+    }
+
+    async fn find_by_name(&self, name: &str) -> Result<Option<AwsConnection>, AppError> {
+        Ok(lock(&self.items).values().find(|c| c.name == name).cloned())
+    }
+
+    async fn list(&self) -> Result<Vec<AwsConnection>, AppError> {
+        Ok(lock(&self.items).values().cloned().collect())
+    }
+
+    async fn replace(&self, connection: &AwsConnection) -> Result<(), AppError> {
+        match lock(&self.items).get_mut(&connection.id) {
+            Some(stored) => {
+                *stored = connection.clone();
+                Ok(())
+            }
+            None => Err(AppError::NotFound(format!(
+                "AWS connection '{}' not found",
+                connection.id
+            ))),
+        }
+    }
+
+    async fn remove(&self, connection: &AwsConnection) -> Result<(), AppError> {
+        lock(&self.items).remove(&connection.id);
+        Ok(())
+    }
+}
+
+/// Secrets in memory.
+#[derive(Default)]
+pub struct MemorySecretStore {
+    secrets: Mutex<HashMap<String, StaticKeys>>,
+}
+
+#[async_trait]
+impl SecretStore for MemorySecretStore {
+    async fn create(&self, owner: Uuid, keys: &StaticKeys) -> Result<String, AppError> {
+        let id = format!("memory/connections/{owner}");
+        lock(&self.secrets).insert(id.clone(), keys.clone());
+        Ok(id)
+    }
+
+    async fn replace(&self, secret_id: &str, keys: &StaticKeys) -> Result<(), AppError> {
+        lock(&self.secrets).insert(secret_id.to_string(), keys.clone());
+        Ok(())
+    }
+
+    async fn read(&self, secret_id: &str) -> Result<StaticKeys, AppError> {
+        lock(&self.secrets)
+            .get(secret_id)
+            .cloned()
+            .ok_or_else(|| AppError::Internal(format!("no secret {secret_id}")))
+    }
+
+    async fn delete(&self, secret_id: &str) -> Result<(), AppError> {
+        lock(&self.secrets).remove(secret_id);
+        Ok(())
     }
 }

@@ -8,5 +8,6 @@ pub mod kms;
 pub mod memory;
 pub mod organizations;
 pub mod rate_limit;
+pub mod secrets;
 pub mod sqs;
 pub mod sts;

@@ -42,7 +42,8 @@ impl CallerIdentity for StsCallerIdentity {
     }
 }
 
-type RoleKey = (String, Option<String>);
+/// (role, external id, the access key id of the credentials it was assumed from; None: the function's).
+type RoleKey = (String, Option<String>, Option<String>);
 
 fn lock(
     cache: &Mutex<HashMap<RoleKey, Credentials>>,
@@ -53,7 +54,8 @@ fn lock(
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// AssumeRole with a cache keyed by (role, external id). The lock is never held across a call to STS.
+/// AssumeRole, from the function's own credentials or from an AWS connection's static keys, with a cache
+/// keyed by (role, external id, the keys it started from). The lock is never held across a call to STS.
 pub struct RoleCredentials {
     client: Client,
     cache: Mutex<HashMap<RoleKey, Credentials>>,
@@ -67,18 +69,35 @@ impl RoleCredentials {
         }
     }
 
-    /// Drops the cached credentials of a role, so that the next `assume` asks STS again.
+    /// Drops the cached credentials of a role, whatever they were assumed from, so that the next `assume`
+    /// asks STS again.
     pub fn forget(&self, role_arn: &str, external_id: Option<&str>) {
-        let key = (role_arn.to_string(), external_id.map(String::from));
-        lock(&self.cache).remove(&key);
+        lock(&self.cache).retain(|(role, external, _), _| {
+            role != role_arn || external.as_deref() != external_id
+        });
     }
 
+    /// The role, assumed with the function's own credentials.
     pub async fn assume(
         &self,
         role_arn: &str,
         external_id: Option<&str>,
     ) -> Result<Credentials, SourceError> {
-        let key = (role_arn.to_string(), external_id.map(String::from));
+        self.assume_from(None, role_arn, external_id).await
+    }
+
+    /// The role, assumed with `base` (an AWS connection's static keys) or the function's own credentials.
+    pub async fn assume_from(
+        &self,
+        base: Option<&Credentials>,
+        role_arn: &str,
+        external_id: Option<&str>,
+    ) -> Result<Credentials, SourceError> {
+        let key = (
+            role_arn.to_string(),
+            external_id.map(String::from),
+            base.map(|b| b.access_key_id().to_string()),
+        );
         if let Some(credentials) = lock(&self.cache).get(&key) {
             let fresh = credentials
                 .expiry()
@@ -87,8 +106,17 @@ impl RoleCredentials {
                 return Ok(credentials.clone());
             }
         }
-        let output = self
-            .client
+        let client = match base {
+            Some(base) => Client::from_conf(
+                self.client
+                    .config()
+                    .to_builder()
+                    .credentials_provider(base.clone())
+                    .build(),
+            ),
+            None => self.client.clone(),
+        };
+        let output = client
             .assume_role()
             .role_arn(role_arn)
             .role_session_name(SESSION_NAME)

@@ -28,14 +28,18 @@ enum Route {
     KeyRefresh(String),
     OrganizationDiscoveries,
     SignIn,
+    ConnectionCollection,
+    Connection(String),
 }
 
 impl Route {
     /// The methods the route takes, as an `Allow` header lists them.
     fn methods(&self) -> &'static str {
         match self {
-            Route::KmsCollection | Route::JobCollection => "GET, POST",
-            Route::Kms(_) => "GET, PATCH, DELETE",
+            Route::KmsCollection | Route::JobCollection | Route::ConnectionCollection => {
+                "GET, POST"
+            }
+            Route::Kms(_) | Route::Connection(_) => "GET, PATCH, DELETE",
             Route::Job(_) | Route::KeyCollection => "GET",
             Route::JobCancel(_)
             | Route::KeyRefresh(_)
@@ -48,6 +52,15 @@ impl Route {
     fn parse(path: &str) -> Option<Route> {
         if path == "/v1/auth/tokens" {
             return Some(Route::SignIn);
+        }
+        if let Some(rest) = path.strip_prefix("/v1/connectionmgmt/services/aws/connections") {
+            return match rest.strip_prefix('/') {
+                None if rest.is_empty() => Some(Route::ConnectionCollection),
+                Some(id) if !id.is_empty() && !id.contains('/') => {
+                    Some(Route::Connection(id.to_string()))
+                }
+                _ => None,
+            };
         }
         let rest = path.strip_prefix("/v1/cckm/aws/")?;
         let segments: Vec<&str> = rest.split('/').collect();
@@ -106,6 +119,13 @@ impl Api {
         }
         match (&route, method) {
             (Route::SignIn, "POST") => routes::tokens::create(app, request).await,
+            (Route::ConnectionCollection, "POST") => {
+                routes::connections::create(app, request).await
+            }
+            (Route::ConnectionCollection, "GET") => routes::connections::list(app, request).await,
+            (Route::Connection(id), "GET") => routes::connections::get(app, id).await,
+            (Route::Connection(id), "PATCH") => routes::connections::patch(app, id, request).await,
+            (Route::Connection(id), "DELETE") => routes::connections::delete(app, id).await,
             (Route::KmsCollection, "POST") => routes::kms::create(app, request).await,
             (Route::KmsCollection, "GET") => routes::kms::list(app, request).await,
             (Route::Kms(id), "GET") => routes::kms::get(app, id).await,

@@ -2,9 +2,10 @@
 //! (`uri`, `account`, `application`, `devAccount`) from configuration.
 
 use crate::config::Tenancy;
+use crate::domain::connection::AwsConnection;
 use crate::domain::job::Job;
 use crate::domain::key::KeyRecord;
-use crate::domain::kms::KmsResource;
+use crate::domain::kms::{KmsResource, STATUS_ACTIVE};
 use crate::domain::time::format;
 use serde_json::{Map, Value, json};
 
@@ -73,8 +74,13 @@ pub fn kms(tenancy: &Tenancy, kms: &KmsResource) -> Value {
         "assume_role_external_id".into(),
         json!(kms.assume_role_external_id),
     );
-    fields.insert("status".into(), Value::from("ACTIVE"));
+    fields.insert("status".into(), Value::from(STATUS_ACTIVE));
+    fields.insert("cloud_name".into(), Value::from(kms.cloud_name()));
     fields.insert("auto_added".into(), Value::from(kms.auto_added));
+    fields.insert(
+        "connection".into(),
+        json!(kms.connection.as_ref().map(|c| c.name.as_str())),
+    );
     fields.insert(
         "organization_status".into(),
         json!(kms.org_status.map(|s| s.as_str())),
@@ -100,6 +106,55 @@ pub fn key(tenancy: &Tenancy, key: &KeyRecord) -> Value {
         "deletion_date".into(),
         Value::from(key.aws_param.deletion_date.clone()),
     );
+    Value::Object(fields)
+}
+
+/// An AWS connection as CCKM's connection manager shows it. The secret access key is never in it.
+pub fn connection(tenancy: &Tenancy, connection: &AwsConnection) -> Value {
+    let id = connection.id.to_string();
+    let mut fields = identity(tenancy, "connection", &id);
+    fields.insert(
+        "createdAt".into(),
+        Value::from(format(&connection.created_at)),
+    );
+    fields.insert(
+        "updatedAt".into(),
+        Value::from(format(&connection.updated_at)),
+    );
+    fields.insert("name".into(), Value::from(connection.name.as_str()));
+    fields.insert(
+        "description".into(),
+        Value::from(connection.description.as_str()),
+    );
+    fields.insert("service".into(), Value::from("aws"));
+    fields.insert("category".into(), Value::from("cloud"));
+    fields.insert("products".into(), json!(connection.products));
+    fields.insert("labels".into(), json!(connection.labels));
+    fields.insert("meta".into(), connection.meta.clone());
+    fields.insert(
+        "resource_url".into(),
+        Value::from(format!("/v1/connectionmgmt/services/aws/connections/{id}")),
+    );
+    // The function does not probe connections; a sync's unit status tells whether one works.
+    fields.insert("last_connection_ok".into(), Value::Null);
+    fields.insert("last_connection_error".into(), Value::from(""));
+    fields.insert("last_connection_at".into(), Value::Null);
+    fields.insert("access_key_id".into(), json!(connection.access_key_id));
+    fields.insert("assume_role_arn".into(), json!(connection.assume_role_arn));
+    fields.insert(
+        "assume_role_external_id".into(),
+        json!(connection.assume_role_external_id),
+    );
+    fields.insert("aws_region".into(), json!(connection.aws_region));
+    fields.insert(
+        "aws_sts_regional_endpoints".into(),
+        Value::from(connection.aws_sts_regional_endpoints.as_str()),
+    );
+    fields.insert(
+        "cloud_name".into(),
+        Value::from(connection.cloud_name.as_str()),
+    );
+    fields.insert("is_role_anywhere".into(), Value::from(false));
     Value::Object(fields)
 }
 

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
+/// The `status` CCKM shows for a registered KMS resource; every one here is.
+pub const STATUS_ACTIVE: &str = "ACTIVE";
+
 /// The most regions one KMS resource may name; AWS has fewer than 40 commercial regions.
 const MAX_REGIONS: usize = 100;
 
@@ -29,6 +32,16 @@ pub struct KmsResource {
     /// Where the account of an auto-added resource stands in its organization; None for one added by hand.
     #[serde(default)]
     pub org_status: Option<OrgStatus>,
+    /// The AWS connection it reaches AWS with; None: the function's own credentials.
+    #[serde(default)]
+    pub connection: Option<ConnectionLink>,
+}
+
+/// A KMS resource's AWS connection: its id, and its name, which never changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionLink {
+    pub id: Uuid,
+    pub name: String,
 }
 
 /// An auto-added account's standing in its organization, as the last discovery found it.
@@ -67,11 +80,12 @@ impl KmsResource {
 
     /// The account root ARN CCKM shows as `arn`.
     pub fn root_arn(&self) -> String {
-        format!(
-            "arn:{}:iam::{}:root",
-            partition_of_regions(&self.regions),
-            self.account_id
-        )
+        format!("arn:{}:iam::{}:root", self.cloud_name(), self.account_id)
+    }
+
+    /// `aws`, `aws-cn` or `aws-us-gov`: the partition of its regions.
+    pub fn cloud_name(&self) -> &'static str {
+        partition_of_regions(&self.regions)
     }
 }
 
@@ -90,6 +104,8 @@ pub struct CreateKmsBody {
     pub regions: Option<Vec<String>>,
     pub assume_role_arn: Option<String>,
     pub assume_role_external_id: Option<String>,
+    /// An AWS connection's id or name (the service resolves it).
+    pub connection: Option<String>,
 }
 
 /// `PATCH /v1/cckm/aws/kms/{id}` body. `Some(None)` (an explicit null) clears an optional field.
@@ -97,6 +113,10 @@ pub struct CreateKmsBody {
 #[serde(deny_unknown_fields)]
 pub struct PatchKmsBody {
     pub name: Option<String>,
+    /// Terraform sends it (empty) on every update: it may only repeat the account.
+    pub account_id: Option<String>,
+    /// An AWS connection's id or name (the service resolves it); empty: unchanged.
+    pub connection: Option<String>,
     pub regions: Option<Vec<String>>,
     #[serde(default, deserialize_with = "explicit_null")]
     pub assume_role_arn: Option<Option<String>>,
@@ -142,6 +162,7 @@ impl CreateKmsBody {
             updated_at: now,
             auto_added: false,
             org_status: None,
+            connection: None,
         })
     }
 }
@@ -149,10 +170,18 @@ impl CreateKmsBody {
 impl PatchKmsBody {
     /// Applies the patch to a copy of `current`; the name can be repeated but never changed.
     pub fn apply(self, current: &KmsResource, now: Timestamp) -> Result<KmsResource, AppError> {
-        if let Some(name) = &self.name
-            && name != &current.name
+        // An empty name or account (Go's unset string) is not given.
+        if let Some(name) = self.name.as_deref().filter(|n| !n.is_empty())
+            && name != current.name
         {
             return Err(AppError::InvalidParam("name cannot be changed".into()));
+        }
+        if let Some(account) = self.account_id.as_deref().filter(|a| !a.is_empty())
+            && account != current.account_id
+        {
+            return Err(AppError::InvalidParam(
+                "account_id cannot be changed".into(),
+            ));
         }
         let mut next = current.clone();
         if let Some(regions) = self.regions {
@@ -183,7 +212,7 @@ fn empty_as_none(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.is_empty())
 }
 
-fn validate_name(name: &str) -> Result<(), AppError> {
+pub(crate) fn validate_name(name: &str) -> Result<(), AppError> {
     let ok_chars = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));

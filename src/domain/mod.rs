@@ -1,6 +1,7 @@
 //! Pure domain model: jobs, KMS resources, key records, request validation and the rules that move a job
 //! from `in_progress` to `completed` or `failed`. Nothing here knows about AWS, DynamoDB or Lambda.
 
+pub mod connection;
 pub mod error;
 pub mod job;
 pub mod key;

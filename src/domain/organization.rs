@@ -203,6 +203,7 @@ pub fn plan(
                 updated_at: now,
                 auto_added: true,
                 org_status: Some(OrgStatus::Active),
+                connection: None,
             }),
         }
     }

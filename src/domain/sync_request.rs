@@ -159,6 +159,7 @@ mod tests {
             updated_at: now,
             auto_added: false,
             org_status: None,
+            connection: None,
         }
     }
 

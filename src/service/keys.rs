@@ -6,7 +6,7 @@ use crate::domain::key::{KeyRecord, Sighting, key_record_id};
 use crate::domain::kms::KmsResource;
 use crate::domain::region::partition_of;
 use crate::domain::time::now;
-use crate::ports::{Connection, KeySource, KeyStore, ListedKey, SourceError};
+use crate::ports::{KeySource, KeyStore, ListedKey, SourceError};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -52,8 +52,9 @@ pub async fn open(
     kms: &KmsResource,
     region: &str,
 ) -> Result<Arc<dyn KeySource>, AppError> {
+    let connection = super::connections::reach(app, kms).await?;
     app.source
-        .open(&Connection::from(kms), region)
+        .open(&connection, region)
         .await
         .map_err(source_error)
 }

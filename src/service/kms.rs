@@ -9,17 +9,23 @@ use crate::domain::time::now;
 use uuid::Uuid;
 
 pub async fn create(app: &App, body: &[u8]) -> Result<KmsResource, AppError> {
-    let body: CreateKmsBody = parse_json_body(body)?;
-    let kms = body.validate(Uuid::new_v4(), now())?;
+    let mut body: CreateKmsBody = parse_json_body(body)?;
+    let connection = body.connection.take();
+    let mut kms = body.validate(Uuid::new_v4(), now())?;
+    kms.connection = super::connections::link(app, connection.as_deref()).await?;
     check_own_account(app, &kms).await?;
     app.kms.insert(&kms).await?;
     Ok(kms)
 }
 
 pub async fn patch(app: &App, id: &str, body: &[u8]) -> Result<KmsResource, AppError> {
-    let patch: PatchKmsBody = parse_json_body(body)?;
+    let mut patch: PatchKmsBody = parse_json_body(body)?;
+    let connection = patch.connection.take();
     let current = get(app, id).await?;
-    let next = patch.apply(&current, now())?;
+    let mut next = patch.apply(&current, now())?;
+    if let Some(link) = super::connections::link(app, connection.as_deref()).await? {
+        next.connection = Some(link);
+    }
     check_own_account(app, &next).await?;
     app.kms.replace(&next).await?;
     Ok(next)
@@ -43,10 +49,15 @@ pub async fn delete(app: &App, id: &str) -> Result<(), AppError> {
     app.kms.remove(&kms).await
 }
 
+/// A KMS resource by id or by name.
 pub async fn get(app: &App, id: &str) -> Result<KmsResource, AppError> {
-    let found = match Uuid::parse_str(id) {
+    let by_id = match Uuid::parse_str(id) {
         Ok(uuid) => app.kms.get(uuid).await?,
         Err(_) => None,
+    };
+    let found = match by_id {
+        Some(kms) => Some(kms),
+        None => app.kms.find_by_name(id).await?,
     };
     found.ok_or_else(|| AppError::NotFound(format!("KMS resource '{id}' not found")))
 }
@@ -55,26 +66,15 @@ pub async fn get(app: &App, id: &str) -> Result<KmsResource, AppError> {
 pub async fn resolve(app: &App, names_or_ids: &[String]) -> Result<Vec<KmsResource>, AppError> {
     let mut resources = Vec::with_capacity(names_or_ids.len());
     for name_or_id in names_or_ids {
-        let by_id = match Uuid::parse_str(name_or_id) {
-            Ok(id) => app.kms.get(id).await?,
-            Err(_) => None,
-        };
-        let found = match by_id {
-            Some(kms) => Some(kms),
-            None => app.kms.find_by_name(name_or_id).await?,
-        };
-        resources.push(
-            found.ok_or_else(|| {
-                AppError::NotFound(format!("KMS resource '{name_or_id}' not found"))
-            })?,
-        );
+        resources.push(get(app, name_or_id).await?);
     }
     Ok(resources)
 }
 
-/// Without a role the function's own credentials are used, so they must belong to the named account.
+/// Without a role the function's own credentials are used, so they must belong to the named account. A
+/// connection's own keys or role are the owner's to choose: AWS refuses the sync if they do not fit.
 async fn check_own_account(app: &App, kms: &KmsResource) -> Result<(), AppError> {
-    if kms.assume_role_arn.is_some() {
+    if kms.assume_role_arn.is_some() || kms.connection.is_some() {
         return Ok(());
     }
     let own = app.identity.account_id().await?;

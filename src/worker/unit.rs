@@ -19,8 +19,8 @@ use crate::domain::key::{KeyDetails, KeyRecord, Sighting, key_id_of_arn};
 use crate::domain::kms::KmsResource;
 use crate::domain::time::{Timestamp, now};
 use crate::ports::{
-    Connection, GoneSweep, KeySource, LeaseRenewal, ListedKey, PageRecord, SourceError,
-    StoredKeyStub, UnitProgress, Verdict,
+    GoneSweep, KeySource, LeaseRenewal, ListedKey, PageRecord, SourceError, StoredKeyStub,
+    UnitProgress, Verdict,
 };
 use futures::stream::{self, StreamExt, TryStreamExt};
 use std::collections::BTreeMap;
@@ -144,9 +144,16 @@ struct Source {
 
 impl Source {
     async fn open(app: &App, kms: &KmsResource, region: &str) -> Result<Source, Stop> {
+        let connection =
+            crate::service::connections::reach(app, kms)
+                .await
+                .map_err(|err| match err {
+                    AppError::Conflict(reason) => Stop::End(UnitStatus::Failed(reason)),
+                    other => Stop::from(other),
+                })?;
         let keys = app
             .source
-            .open(&Connection::from(kms), region)
+            .open(&connection, region)
             .await
             .map_err(stop_for)?;
         Ok(Source {

@@ -59,6 +59,8 @@ def test_the_document_names_exactly_the_routes_and_methods_of_the_router():
         "KeyRefresh": "/api/v1/cckm/aws/keys/{id}/refresh",
         "OrganizationDiscoveries": "/api/v1/cckm/aws/organization-discoveries",
         "SignIn": "/api/v1/auth/tokens",
+        "ConnectionCollection": "/api/v1/connectionmgmt/services/aws/connections",
+        "Connection": "/api/v1/connectionmgmt/services/aws/connections/{id}",
     }
     router = (REPO / "src" / "api" / "mod.rs").read_text()
     routed = {(paths[route], method.lower())
@@ -66,5 +68,5 @@ def test_the_document_names_exactly_the_routes_and_methods_of_the_router():
     document = yaml.safe_load((REPO / "openapi.yaml").read_text())
     documented = {(path, method) for path, item in document["paths"].items()
                   for method in item if method in {"get", "post", "patch", "delete", "put"}}
-    assert len(routed) == 15
+    assert len(routed) == 20
     assert documented == routed

@@ -69,7 +69,12 @@ async fn main() {
         _ => usage(),
     }));
     app.keys = counting.clone();
-    app.source = Arc::new(AwsKeySourceFactory::new(sdk, share, quotas));
+    app.source = Arc::new(AwsKeySourceFactory::new(
+        sdk,
+        share,
+        quotas,
+        Arc::new(cckm_aws_sync::adapters::memory::MemorySecretStore::default()),
+    ));
     app.sync.rate_share = share;
     app.sync.quotas = quotas;
     let now = chrono::Utc::now();
@@ -84,6 +89,7 @@ async fn main() {
         updated_at: now,
         auto_added: false,
         org_status: None,
+        connection: None,
     };
     if let Err(err) = app.kms.insert(&kms).await {
         eprintln!("engine-bench: {err}");

@@ -51,6 +51,7 @@ pub async fn register(
         updated_at: now,
         auto_added: false,
         org_status: None,
+        connection: None,
     };
     app.kms
         .insert(&kms)

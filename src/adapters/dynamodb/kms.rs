@@ -6,7 +6,7 @@ use super::{
     transaction_condition_failed,
 };
 use crate::domain::AppError;
-use crate::domain::kms::{KmsResource, OrgStatus};
+use crate::domain::kms::{ConnectionLink, KmsResource, OrgStatus};
 use crate::domain::time::{Timestamp, rfc3339};
 use crate::ports::KmsRegistry;
 use async_trait::async_trait;
@@ -32,6 +32,8 @@ struct KmsItem {
     auto_added: bool,
     #[serde(default)]
     org_status: Option<OrgStatus>,
+    #[serde(default)]
+    connection: Option<ConnectionLink>,
 }
 
 impl From<&KmsResource> for KmsItem {
@@ -47,6 +49,7 @@ impl From<&KmsResource> for KmsItem {
             updated_at: kms.updated_at,
             auto_added: kms.auto_added,
             org_status: kms.org_status,
+            connection: kms.connection.clone(),
         }
     }
 }
@@ -64,6 +67,7 @@ impl From<KmsItem> for KmsResource {
             updated_at: item.updated_at,
             auto_added: item.auto_added,
             org_status: item.org_status,
+            connection: item.connection,
         }
     }
 }

@@ -8,12 +8,14 @@
 //!   creation time for the unit, every key, a state, gone or not, a region and an alias (`key_index.rs`).
 //!   The jobs table also keeps each unit's key counts (`KEYCOUNT`/`<unit>`).
 
+mod connections;
 mod jobs;
 mod key_index;
 mod key_item;
 mod keys;
 mod kms;
 
+pub use connections::DynamoConnectionStore;
 pub use jobs::DynamoJobStore;
 pub use keys::DynamoKeyStore;
 pub use kms::DynamoKmsRegistry;

@@ -5,6 +5,7 @@ use crate::api::response::HttpResponse;
 use crate::api::views;
 use crate::app::App;
 use crate::domain::AppError;
+use crate::domain::kms::STATUS_ACTIVE;
 use crate::domain::list::{FilterKind, ListQuery, ListSpec};
 use crate::service::kms as service;
 
@@ -13,6 +14,9 @@ const LIST: ListSpec = ListSpec {
         ("id", FilterKind::Text),
         ("name", FilterKind::Text),
         ("account_id", FilterKind::Text),
+        ("cloud_name", FilterKind::Text),
+        ("status", FilterKind::Text),
+        ("connection", FilterKind::Text),
     ],
     sort_fields: &["name", "account_id", "createdAt", "updatedAt"],
     default_sort: "-createdAt",
@@ -54,6 +58,12 @@ pub async fn list(app: &App, request: &HttpRequest) -> Result<HttpResponse, AppE
             matches(&k.id.to_string(), "id")
                 && matches(&k.name, "name")
                 && matches(&k.account_id, "account_id")
+                && matches(k.cloud_name(), "cloud_name")
+                && matches(STATUS_ACTIVE, "status")
+                && matches(
+                    k.connection.as_ref().map_or("", |c| c.name.as_str()),
+                    "connection",
+                )
         })
         .map(|k| views::kms(&app.tenancy, &k))
         .collect();

@@ -1,0 +1,72 @@
+//! `/v1/connectionmgmt/services/aws/connections[/{id or name}]`: AWS connections, as CCKM's connection
+//! manager and Terraform's `ciphertrust_aws_connection` use them.
+
+use crate::api::request::HttpRequest;
+use crate::api::response::HttpResponse;
+use crate::api::views;
+use crate::app::App;
+use crate::domain::AppError;
+use crate::domain::list::{FilterKind, ListQuery, ListSpec};
+use crate::service::connections as service;
+
+const LIST: ListSpec = ListSpec {
+    filters: &[
+        ("id", FilterKind::Text),
+        ("name", FilterKind::Text),
+        ("cloud_name", FilterKind::Text),
+    ],
+    sort_fields: &["name", "createdAt", "updatedAt"],
+    default_sort: "-createdAt",
+};
+
+pub async fn create(app: &App, request: &HttpRequest) -> Result<HttpResponse, AppError> {
+    let connection = service::create(app, &request.body).await?;
+    Ok(HttpResponse::json(
+        201,
+        views::connection(&app.tenancy, &connection),
+    ))
+}
+
+pub async fn get(app: &App, id: &str) -> Result<HttpResponse, AppError> {
+    let connection = service::get(app, id).await?;
+    Ok(HttpResponse::json(
+        200,
+        views::connection(&app.tenancy, &connection),
+    ))
+}
+
+pub async fn patch(app: &App, id: &str, request: &HttpRequest) -> Result<HttpResponse, AppError> {
+    let connection = service::patch(app, id, &request.body).await?;
+    Ok(HttpResponse::json(
+        200,
+        views::connection(&app.tenancy, &connection),
+    ))
+}
+
+pub async fn delete(app: &App, id: &str) -> Result<HttpResponse, AppError> {
+    service::delete(app, id).await?;
+    Ok(HttpResponse::no_content())
+}
+
+pub async fn list(app: &App, request: &HttpRequest) -> Result<HttpResponse, AppError> {
+    let query = ListQuery::parse(&request.query, &LIST)?;
+    let matches = |value: &str, filter: &str| {
+        query
+            .filter(filter)
+            .is_none_or(|wanted| wanted.iter().any(|w| w == value))
+    };
+    let items = app
+        .connections
+        .list()
+        .await?
+        .into_iter()
+        .filter(|c| {
+            matches(&c.id.to_string(), "id")
+                && matches(&c.name, "name")
+                && matches(&c.cloud_name, "cloud_name")
+        })
+        .map(|c| views::connection(&app.tenancy, &c))
+        .collect();
+    let (page, total) = query.page(items);
+    Ok(HttpResponse::json(200, query.envelope(page, total)))
+}
