@@ -31,10 +31,12 @@ Patches (moto 5.2.x; each checks the symbol it replaces and exits loudly if moto
    `PendingImport`, is `Enabled` once material is imported, and shows `ExpirationModel`/`ValidTo`), and
    UpdatePrimaryRegion (the named replica becomes the primary; every key of the set shows the new
    `MultiRegionConfiguration`). A replica made by ReplicateKey shows itself as `REPLICA` (moto's copy
-   shared the primary's configuration). They change moto's own key objects, so every other operation sees them.
+   shared the primary's configuration). Key material ids, as AWS reports them: `CurrentKeyMaterialId` in
+   DescribeKey, and `KeyMaterialId` in each ListKeyRotations entry. They change moto's own key objects, so every other operation sees them.
 """
 
 import base64
+import hashlib
 import binascii
 import json
 import sys
@@ -305,11 +307,22 @@ def _patch_kms_operations() -> None:
 
     def to_dict(self):
         answer = original_to_dict(self)
+        rotated = [r["KeyMaterialId"] for r in getattr(self, "rotations", []) if "KeyMaterialId" in r]
+        answer["KeyMetadata"]["CurrentKeyMaterialId"] = rotated[-1] if rotated else material_id(self.id, 0)
         model = getattr(self, "_cckm_expiration_model", None)
         if model:
             answer["KeyMetadata"]["ExpirationModel"] = model
             if self._cckm_valid_to is not None:
                 answer["KeyMetadata"]["ValidTo"] = self._cckm_valid_to
+        return answer
+
+    def material_id(key_id, n):
+        return hashlib.sha256(f"{key_id}/{n}".encode()).hexdigest()
+
+    def rotate_key_on_demand(self, key_id):
+        answer = original_rotate(self, key_id)
+        key = self.keys[self.get_key_id(key_id)]
+        key.rotations[-1]["KeyMaterialId"] = material_id(key.id, len(key.rotations))
         return answer
 
     def external_key(self):
@@ -377,8 +390,9 @@ def _patch_kms_operations() -> None:
 
     backend_cls = getattr(kms_models, "KmsBackend", None)
     original_replicate = vars(backend_cls).get("replicate_key") if backend_cls else None
-    if original_replicate is None:
-        _die("moto.kms.models.KmsBackend.replicate_key is missing")
+    original_rotate = vars(backend_cls).get("rotate_key_on_demand") if backend_cls else None
+    if original_replicate is None or original_rotate is None:
+        _die("moto.kms.models.KmsBackend.replicate_key or rotate_key_on_demand is missing")
 
     def replicate_key(self, key_id, replica_region):
         replica = original_replicate(self, key_id, replica_region)
@@ -391,6 +405,7 @@ def _patch_kms_operations() -> None:
         return replica
 
     backend_cls.replicate_key = replicate_key
+    backend_cls.rotate_key_on_demand = rotate_key_on_demand
     key_cls.__init__ = init
     key_cls.to_dict = to_dict
     for operation in (get_parameters_for_import, import_key_material, delete_imported_key_material, update_primary_region):

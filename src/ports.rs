@@ -384,6 +384,25 @@ pub struct KeyPage {
     pub next_marker: Option<String>,
 }
 
+/// One rotation of a key's material, as ListKeyRotations reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyRotation {
+    #[serde(rename = "KeyMaterialId")]
+    pub key_material_id: Option<String>,
+    #[serde(rename = "RotationDate")]
+    pub rotation_date: Option<String>,
+    #[serde(rename = "RotationType")]
+    pub rotation_type: Option<String>,
+}
+
+/// A key's material, as AWS reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeyMaterials {
+    pub current: Option<String>,
+    /// Oldest first, as AWS lists them.
+    pub rotations: Vec<KeyRotation>,
+}
+
 /// Reads the keys of one account and region.
 #[async_trait]
 pub trait KeySource: Send + Sync {
@@ -402,6 +421,11 @@ pub trait KeySource: Send + Sync {
     /// The aliases of one key: what reading a single key needs, without listing the whole region.
     async fn aliases_of(&self, key_id: &str) -> Result<Vec<String>, SourceError> {
         Ok(self.aliases().await?.remove(key_id).unwrap_or_default())
+    }
+    /// The key's material: the current material id AWS reports, and the rotations (ListKeyRotations, every
+    /// page); None when the key no longer exists.
+    async fn key_materials(&self, _key_id: &str) -> Result<Option<KeyMaterials>, SourceError> {
+        Ok(Some(KeyMaterials::default()))
     }
     /// Describes one key and its optional reads; None when the key no longer exists. A read AWS refuses is
     /// recorded in `KeyDetails::read_errors`; only a passing failure is an error.

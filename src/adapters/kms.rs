@@ -9,8 +9,8 @@ use super::sts::RoleCredentials;
 use crate::domain::AppError;
 use crate::domain::key::{AwsParam, KeyDetails, Tag, supports_rotation};
 use crate::ports::{
-    Connection, KeyPage, KeySource, KeySourceFactory, ListedKey, SecretStore, SourceError,
-    SourceReport,
+    Connection, KeyMaterials, KeyPage, KeyRotation, KeySource, KeySourceFactory, ListedKey,
+    SecretStore, SourceError, SourceReport,
 };
 use async_trait::async_trait;
 use aws_config::SdkConfig;
@@ -521,6 +521,50 @@ impl KeySource for AwsKeySource {
             aliases.entry(target).or_default().push(name);
         }
         Ok(aliases)
+    }
+
+    async fn key_materials(&self, key_id: &str) -> Result<Option<KeyMaterials>, SourceError> {
+        let described = self
+            .call(KmsOperation::DescribeKey, || {
+                self.client.describe_key().key_id(key_id).send()
+            })
+            .await;
+        let current = match described {
+            Ok(output) => output
+                .key_metadata
+                .and_then(|metadata| metadata.current_key_material_id),
+            Err(Failure::Gone) => return Ok(None),
+            Err(failure) => return Err(required("DescribeKey", failure)),
+        };
+        let mut rotations = Vec::new();
+        let mut marker = None;
+        loop {
+            // Paced and counted with the rotation reads: one call per 1,000 rotations.
+            let output = match self
+                .call(KmsOperation::GetKeyRotationStatus, || {
+                    self.client
+                        .list_key_rotations()
+                        .key_id(key_id)
+                        .limit(1000)
+                        .set_marker(marker.clone())
+                        .send()
+                })
+                .await
+            {
+                Ok(output) => output,
+                Err(Failure::Gone) => return Ok(None),
+                Err(failure) => return Err(required("ListKeyRotations", failure)),
+            };
+            rotations.extend(output.rotations().iter().map(|r| KeyRotation {
+                key_material_id: r.key_material_id().map(str::to_string),
+                rotation_date: date(r.rotation_date()),
+                rotation_type: r.rotation_type().map(|t| t.as_str().to_string()),
+            }));
+            marker = output.next_marker.filter(|_| output.truncated);
+            if marker.is_none() {
+                return Ok(Some(KeyMaterials { current, rotations }));
+            }
+        }
     }
 
     async fn aliases_of(&self, key_id: &str) -> Result<Vec<String>, SourceError> {

@@ -26,6 +26,8 @@ enum Route {
     KeyCollection,
     Key(String),
     KeyRefresh(String),
+    KeyRotations(String),
+    KeyVersions(String),
     OrganizationDiscoveries,
     SignIn,
     ConnectionCollection,
@@ -40,7 +42,10 @@ impl Route {
                 "GET, POST"
             }
             Route::Kms(_) | Route::Connection(_) => "GET, PATCH, DELETE",
-            Route::Job(_) | Route::KeyCollection => "GET",
+            Route::Job(_)
+            | Route::KeyCollection
+            | Route::KeyRotations(_)
+            | Route::KeyVersions(_) => "GET",
             Route::JobCancel(_)
             | Route::KeyRefresh(_)
             | Route::OrganizationDiscoveries
@@ -74,6 +79,8 @@ impl Route {
             ["keys"] => Route::KeyCollection,
             ["keys", id_] => Route::Key(id(id_)?),
             ["keys", id_, "refresh"] => Route::KeyRefresh(id(id_)?),
+            ["keys", id_, "rotations"] => Route::KeyRotations(id(id_)?),
+            ["keys", id_, "versions"] => Route::KeyVersions(id(id_)?),
             ["organization-discoveries"] => Route::OrganizationDiscoveries,
             _ => return None,
         })
@@ -139,6 +146,8 @@ impl Api {
             (Route::Key(id), "GET") => routes::keys::get(app, id).await,
             (Route::Key(id), "DELETE") => routes::keys::delete(app, id).await,
             (Route::KeyRefresh(id), "POST") => routes::keys::refresh(app, id).await,
+            (Route::KeyRotations(id), "GET") => routes::keys::rotations(app, id, request).await,
+            (Route::KeyVersions(id), "GET") => routes::keys::versions(app, id, request).await,
             (Route::OrganizationDiscoveries, "POST") => routes::discovery::run(app, request).await,
             _ => Err(AppError::MethodNotAllowed {
                 method: method.to_string(),

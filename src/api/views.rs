@@ -106,8 +106,36 @@ pub fn key(tenancy: &Tenancy, key: &KeyRecord) -> Value {
         "deletion_date".into(),
         Value::from(key.aws_param.deletion_date.clone()),
     );
+    fields.insert("key_source".into(), Value::from(KEY_SOURCE));
+    // What CCKM shows of keys it manages itself (source keys, its rotation jobs, policy templates): a
+    // synced key has none, so each is CCKM's empty value.
+    for (name, empty) in [
+        ("local_key_id", json!("")),
+        ("local_key_name", json!("")),
+        ("rotated_at", Value::Null),
+        ("rotated_from", json!("")),
+        ("rotated_to", json!("")),
+        ("rotation_status", json!("")),
+        ("replica_policy", Value::Null),
+        ("policy_template", Value::Null),
+        ("key_admins", json!([])),
+        ("key_admins_roles", json!([])),
+        ("key_users", json!([])),
+        ("key_users_roles", json!([])),
+        ("external_accounts", json!([])),
+    ] {
+        fields.entry(name).or_insert(empty);
+    }
+    // Terraform reads one MAC algorithm; AWS lists them.
+    if let Some(Value::Object(param)) = fields.get_mut("aws_param") {
+        let spec = key.aws_param.mac_algorithms.first().cloned();
+        param.insert("MacAlgorithmSpec".into(), json!(spec));
+    }
     Value::Object(fields)
 }
+
+/// Where a synced key's material comes from, in CCKM's words: AWS itself, not a CCKM source.
+pub const KEY_SOURCE: &str = "native";
 
 /// An AWS connection as CCKM's connection manager shows it. The secret access key is never in it.
 pub fn connection(tenancy: &Tenancy, connection: &AwsConnection) -> Value {
@@ -163,6 +191,29 @@ mod tests {
     use super::*;
     use crate::domain::job::Unit;
     use uuid::Uuid;
+
+    #[test]
+    fn a_key_shows_its_first_mac_algorithm_and_cckms_empty_values() {
+        let mut details = crate::domain::key::KeyDetails::default();
+        details.aws_param.arn = "arn:aws:kms:us-east-1:111122223333:key/k".into();
+        details.aws_param.mac_algorithms = vec!["HMAC_SHA_256".into(), "HMAC_SHA_384".into()];
+        let sighting = crate::domain::key::Sighting {
+            kms_id: Uuid::nil(),
+            kms_name: "prod",
+            region: "us-east-1",
+            job_id: None,
+            now: crate::domain::time::now(),
+            first_stored: None,
+        };
+        let view = key(
+            &Tenancy::default(),
+            &KeyRecord::from_details(details, sighting),
+        );
+        assert_eq!(view["aws_param"]["MacAlgorithmSpec"], "HMAC_SHA_256");
+        assert_eq!(view["key_source"], "native");
+        assert_eq!(view["rotated_at"], Value::Null);
+        assert_eq!(view["key_users"], json!([]));
+    }
 
     #[test]
     fn a_new_job_renders_every_documented_field() {

@@ -6,7 +6,7 @@ use crate::domain::key::{KeyRecord, Sighting, key_record_id};
 use crate::domain::kms::KmsResource;
 use crate::domain::region::partition_of;
 use crate::domain::time::now;
-use crate::ports::{KeySource, KeyStore, ListedKey, SourceError};
+use crate::ports::{KeyMaterials, KeySource, KeyStore, ListedKey, SourceError};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -44,6 +44,28 @@ pub async fn refresh(app: &App, id: &str) -> Result<KeyRecord, AppError> {
     .await?;
     // What is stored now: a newer read (a sync, an event) may have been stored instead of this one.
     get(app, id).await
+}
+
+/// What AWS reports now of a stored key's material: its current id and its rotations.
+pub async fn materials(app: &App, id: &str) -> Result<(KeyRecord, KeyMaterials), AppError> {
+    let key = get(app, id).await?;
+    let kms = app.kms.get(key.kms_id).await?.ok_or_else(|| {
+        AppError::Conflict(format!(
+            "the KMS resource of AWS key '{id}' is no longer registered"
+        ))
+    })?;
+    let source = open(app, &kms, &key.region).await?;
+    match source
+        .key_materials(&key.aws_param.key_id)
+        .await
+        .map_err(source_error)?
+    {
+        Some(materials) => Ok((key, materials)),
+        None => Err(AppError::NotFound(format!(
+            "AWS no longer has key '{}'",
+            key.arn
+        ))),
+    }
 }
 
 /// The key source of one account and region, as the engine opens it (the same rate limiter).

@@ -5,7 +5,7 @@
 
 use crate::api::request::HttpRequest;
 use crate::api::response::HttpResponse;
-use crate::api::views;
+use crate::api::views::{self, KEY_SOURCE};
 use crate::app::App;
 use crate::domain::AppError;
 use crate::domain::job::unit_key;
@@ -35,6 +35,14 @@ const LIST: ListSpec = ListSpec {
         ("gone", FilterKind::Bool),
         ("enabled", FilterKind::Bool),
         ("multi_region", FilterKind::Bool),
+        // CCKM's own names, as its clients send them.
+        ("CustomerMasterKeySpec", FilterKind::Text),
+        ("key_type", FilterKind::Text),
+        ("key_material_origin", FilterKind::Text),
+        ("key_source", FilterKind::Text),
+        ("multi_region_key_type", FilterKind::Text),
+        ("custom_key_store_id", FilterKind::Text),
+        ("tags", FilterKind::Text),
     ],
     sort_fields: &[
         "createdAt",
@@ -65,7 +73,40 @@ const LIST: ListSpec = ListSpec {
 /// and room for filters that no index serves. Past it, the request asks to be narrowed.
 const MAX_EXAMINED: usize = 20_000;
 
+/// CCKM key filters that mean nothing for a key synced from AWS, and why: refused by name, not ignored.
+const NOT_SERVED: [(&str, &str); 6] = [
+    (
+        "custom_key_store_name",
+        "the sync does not read custom key stores; filter on custom_key_store_id",
+    ),
+    ("linked_state", "it describes CCKM-managed HYOK keys"),
+    (
+        "local_key_id",
+        "it names a CCKM source key; synced keys have none",
+    ),
+    (
+        "local_key_name",
+        "it names a CCKM source key; synced keys have none",
+    ),
+    (
+        "job_config_id",
+        "it names a CCKM rotation job; synced keys have none",
+    ),
+    (
+        "rotation_status",
+        "it describes CCKM rotation jobs; filter on the key's own rotation with AWS",
+    ),
+];
+
 pub async fn list(app: &App, request: &HttpRequest) -> Result<HttpResponse, AppError> {
+    if let Some((name, why)) = NOT_SERVED
+        .iter()
+        .find(|(name, _)| request.query.contains_key(*name))
+    {
+        return Err(AppError::InvalidParam(format!(
+            "filter '{name}' is not served for keys synced from AWS: {why}"
+        )));
+    }
     let mut query = ListQuery::parse(&request.query, &LIST)?;
     // CCKM's clients name an alias bare (`my-key` for `alias/my-key`), as their examples do.
     for alias in query.filters.get_mut("alias").into_iter().flatten() {
@@ -249,6 +290,40 @@ fn matches(query: &ListQuery, key: &KeyRecord) -> bool {
         && flag("gone", Some(key.gone))
         && flag("enabled", p.enabled)
         && flag("multi_region", p.multi_region)
+        && known(
+            "CustomerMasterKeySpec",
+            p.customer_master_key_spec.as_deref(),
+        )
+        && known("key_type", key.key_type.as_deref())
+        && text("key_material_origin", &key.key_material_origin)
+        && text("key_source", KEY_SOURCE)
+        && known("multi_region_key_type", multi_region_key_type(key))
+        && known("custom_key_store_id", p.custom_key_store_id.as_deref())
+        && query
+            .filter("tags")
+            .is_none_or(|wanted| wanted.iter().any(|w| has_tag(key, w)))
+}
+
+/// `PRIMARY` or `REPLICA` for a multi-Region key.
+fn multi_region_key_type(key: &KeyRecord) -> Option<&str> {
+    key.aws_param
+        .multi_region_configuration
+        .as_ref()?
+        .get("MultiRegionKeyType")?
+        .as_str()
+}
+
+/// `tags=<key>` matches a key with that tag, `tags=<key>=<value>` one with that value.
+fn has_tag(key: &KeyRecord, wanted: &str) -> bool {
+    let (tag_key, tag_value) = match wanted.split_once('=') {
+        Some((k, v)) => (k, Some(v)),
+        None => (wanted, None),
+    };
+    key.aws_param
+        .tags
+        .iter()
+        .flatten()
+        .any(|tag| tag.key == tag_key && tag_value.is_none_or(|v| tag.value == v))
 }
 
 pub async fn get(app: &App, id: &str) -> Result<HttpResponse, AppError> {
@@ -267,4 +342,61 @@ pub async fn refresh(app: &App, id: &str) -> Result<HttpResponse, AppError> {
         200,
         json!({"message": format!("AWS key '{}' will be refreshed and persisted", key.id)}),
     ))
+}
+
+/// No filters: the rotations and versions of one key are paged, not searched.
+const MATERIAL_LIST: ListSpec = ListSpec {
+    filters: &[],
+    sort_fields: &[],
+    default_sort: "",
+};
+
+/// `GET /keys/{id}/rotations`: the rotations AWS lists for the key now (ListKeyRotations, every page).
+pub async fn rotations(
+    app: &App,
+    id: &str,
+    request: &HttpRequest,
+) -> Result<HttpResponse, AppError> {
+    let query = ListQuery::parse(&request.query, &MATERIAL_LIST)?;
+    let (_, materials) = service::materials(app, id).await?;
+    let items: Vec<serde_json::Value> = materials
+        .rotations
+        .iter()
+        .map(|rotation| json!(rotation))
+        .collect();
+    let (page, total) = query.page(items);
+    Ok(HttpResponse::json(200, query.envelope(page, total)))
+}
+
+/// `GET /keys/{id}/versions`: the key's material versions from the material ids AWS reports: version 0 is
+/// the material the key was created with, then one per rotation; `current` marks the one in use.
+pub async fn versions(
+    app: &App,
+    id: &str,
+    request: &HttpRequest,
+) -> Result<HttpResponse, AppError> {
+    let query = ListQuery::parse(&request.query, &MATERIAL_LIST)?;
+    let (key, materials) = service::materials(app, id).await?;
+    let original_is_current = materials.rotations.is_empty();
+    let mut items = vec![json!({
+        "version": 0,
+        // AWS names the original material only while it is the current one.
+        "key_material_id": if original_is_current { materials.current.clone() } else { None },
+        "created_at": key.aws_param.creation_date,
+        "rotation_type": null,
+        "current": original_is_current,
+    })];
+    for (n, rotation) in materials.rotations.iter().enumerate() {
+        let current =
+            rotation.key_material_id.is_some() && rotation.key_material_id == materials.current;
+        items.push(json!({
+            "version": n + 1,
+            "key_material_id": rotation.key_material_id,
+            "created_at": rotation.rotation_date,
+            "rotation_type": rotation.rotation_type,
+            "current": current,
+        }));
+    }
+    let (page, total) = query.page(items);
+    Ok(HttpResponse::json(200, query.envelope(page, total)))
 }
