@@ -124,6 +124,8 @@ up() {
       "KMS_TABLE=${KMS_TABLE:-cckm-kms}" "JOBS_TABLE=${JOBS_TABLE:-cckm-jobs}" "KEYS_TABLE=${KEYS_TABLE:-cckm-keys}" \
       "WORK_QUEUE_URL=$queue_url" "JWT_HS256_SECRET=${JWT_HS256_SECRET:-local-dev-secret-change-me}" \
       "COGNITO_USER_POOL_ID=$pool_id" "COGNITO_CLIENT_ID=$client_id" \
+      "SCHEDULER_TARGET_ARN=arn:aws:lambda:us-east-1:123456789012:function:$FUNCTION" \
+      "SCHEDULER_ROLE_ARN=arn:aws:iam::123456789012:role/cckm-aws-sync-scheduler" \
       "RUST_LOG=${RUST_LOG:-info}"; do
       local v=${kv#*=} ; v=${v//\\/\\\\}; v=${v//$q/\\$q}
       printf '%s="%s"\n' "${kv%%=*}" "$v"

@@ -3,6 +3,8 @@
 
 use crate::adapters::memory::*;
 use crate::config::{SyncSettings, Tenancy};
+use crate::domain::connection::AwsConnection;
+use crate::domain::job_config::JobConfig;
 use crate::domain::organization::DiscoveryInput;
 use crate::ports::*;
 use std::sync::Arc;
@@ -10,7 +12,10 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct App {
     pub kms: Arc<dyn KmsRegistry>,
-    pub connections: Arc<dyn ConnectionStore>,
+    pub connections: Arc<dyn NamedStore<AwsConnection>>,
+    pub job_configs: Arc<dyn NamedStore<JobConfig>>,
+    /// The schedules of the job configurations; None when no scheduler target is configured.
+    pub schedules: Option<Arc<dyn Schedules>>,
     pub secrets: Arc<dyn SecretStore>,
     pub jobs: Arc<dyn JobStore>,
     pub keys: Arc<dyn KeyStore>,
@@ -35,6 +40,7 @@ pub struct MemoryParts {
     pub source: Arc<MemoryKeySource>,
     pub dispatcher: Arc<MemoryDispatcher>,
     pub organization: Arc<MemoryOrganization>,
+    pub schedules: Arc<MemorySchedules>,
 }
 
 impl App {
@@ -47,10 +53,13 @@ impl App {
             source: Arc::new(MemoryKeySource::with_page_size(page_size)),
             dispatcher: Arc::new(MemoryDispatcher::default()),
             organization: Arc::new(MemoryOrganization::default()),
+            schedules: Arc::new(MemorySchedules::default()),
         };
         let app = App {
             kms: Arc::new(MemoryKmsRegistry::default()),
-            connections: Arc::new(MemoryConnectionStore::default()),
+            connections: Arc::new(MemoryNamedStore::default()),
+            job_configs: Arc::new(MemoryNamedStore::default()),
+            schedules: Some(parts.schedules.clone()),
             secrets: Arc::new(MemorySecretStore::default()),
             jobs: parts.jobs.clone(),
             keys: parts.keys.clone(),

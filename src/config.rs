@@ -52,6 +52,15 @@ impl AuthConfig {
     }
 }
 
+/// Where job configurations' schedules point: this function, through a role EventBridge Scheduler assumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchedulerConfig {
+    pub target_arn: String,
+    pub role_arn: String,
+    /// Schedules are named `<prefix>-job-<id>`.
+    pub prefix: String,
+}
+
 /// A Cognito user pool and its app client: users sign in with their password, and the pool's groups make
 /// their role.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +152,8 @@ pub struct Config {
     pub kms_table: String,
     /// Where AWS connections' static keys are kept: Secrets Manager names `<prefix>/connections/<id>`.
     pub secrets_prefix: String,
+    /// The schedules of scheduler job configurations; None when not configured.
+    pub scheduler: Option<SchedulerConfig>,
     pub jobs_table: String,
     pub keys_table: String,
     pub work_queue_url: String,
@@ -273,6 +284,19 @@ impl Config {
             discovery,
             kms_table: required("KMS_TABLE")?,
             secrets_prefix: optional("SECRETS_PREFIX").unwrap_or_else(|| "cckm-aws-sync".into()),
+            scheduler: match (
+                optional("SCHEDULER_TARGET_ARN"),
+                optional("SCHEDULER_ROLE_ARN"),
+            ) {
+                (Some(target_arn), Some(role_arn)) => Some(SchedulerConfig {
+                    target_arn,
+                    role_arn,
+                    prefix: optional("SCHEDULE_PREFIX").unwrap_or_else(|| "cckm".into()),
+                }),
+                (None, None) => None,
+                (Some(_), None) => return Err(ConfigError::Missing("SCHEDULER_ROLE_ARN")),
+                (None, Some(_)) => return Err(ConfigError::Missing("SCHEDULER_TARGET_ARN")),
+            },
             jobs_table: required("JOBS_TABLE")?,
             keys_table: required("KEYS_TABLE")?,
             work_queue_url: required("WORK_QUEUE_URL")?,

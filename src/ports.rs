@@ -4,6 +4,7 @@
 use crate::domain::AppError;
 use crate::domain::connection::{AwsConnection, StaticKeys};
 use crate::domain::job::{FanOut, Job, UnitStatus, WorkItem};
+use crate::domain::job_config::JobConfig;
 use crate::domain::key::{KeyDetails, KeyRecord};
 pub use crate::domain::key_query::{KeyIndex, UnitCount};
 use crate::domain::kms::KmsResource;
@@ -329,17 +330,72 @@ impl Connection {
     }
 }
 
-/// AWS connections (CCKM's connection manager). Names are unique.
+/// A stored object with a unique, unchanging name: AWS connections and scheduler job configurations.
+pub trait Named:
+    serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static
+{
+    /// What it is, for messages ("AWS connection").
+    const KIND: &'static str;
+    /// The prefix of its items in the configuration table.
+    const ITEM_PREFIX: &'static str;
+    fn id(&self) -> Uuid;
+    fn name(&self) -> &str;
+}
+
+/// Named objects of one kind. Names are unique and never change.
 #[async_trait]
-pub trait ConnectionStore: Send + Sync {
+pub trait NamedStore<T: Named>: Send + Sync {
     /// `Conflict` when the name is taken.
-    async fn insert(&self, connection: &AwsConnection) -> Result<(), AppError>;
-    async fn get(&self, id: Uuid) -> Result<Option<AwsConnection>, AppError>;
-    async fn find_by_name(&self, name: &str) -> Result<Option<AwsConnection>, AppError>;
-    async fn list(&self) -> Result<Vec<AwsConnection>, AppError>;
-    /// `NotFound` when it is gone; the name never changes.
-    async fn replace(&self, connection: &AwsConnection) -> Result<(), AppError>;
-    async fn remove(&self, connection: &AwsConnection) -> Result<(), AppError>;
+    async fn insert(&self, item: &T) -> Result<(), AppError>;
+    async fn get(&self, id: Uuid) -> Result<Option<T>, AppError>;
+    async fn find_by_name(&self, name: &str) -> Result<Option<T>, AppError>;
+    async fn list(&self) -> Result<Vec<T>, AppError>;
+    /// `NotFound` when it is gone.
+    async fn replace(&self, item: &T) -> Result<(), AppError>;
+    async fn remove(&self, item: &T) -> Result<(), AppError>;
+}
+
+impl Named for AwsConnection {
+    const KIND: &'static str = "AWS connection";
+    const ITEM_PREFIX: &'static str = "connection";
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Named for JobConfig {
+    const KIND: &'static str = "scheduler job configuration";
+    const ITEM_PREFIX: &'static str = "job-config";
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// What a schedule runs and when, as EventBridge Scheduler takes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleSpec {
+    /// `cron(...)`, six fields, UTC.
+    pub expression: String,
+    pub enabled: bool,
+    pub start: Option<Timestamp>,
+    pub end: Option<Timestamp>,
+    /// The event the function gets each time.
+    pub input: serde_json::Value,
+}
+
+/// The schedules that start scheduled syncs (EventBridge Scheduler), one per job configuration.
+#[async_trait]
+pub trait Schedules: Send + Sync {
+    /// Creates the schedule of job configuration `id`, or replaces it when `exists`.
+    async fn put(&self, id: Uuid, spec: &ScheduleSpec, exists: bool) -> Result<(), AppError>;
+    /// Deletes it; one already gone is not an error.
+    async fn delete(&self, id: Uuid) -> Result<(), AppError>;
 }
 
 /// Where static keys are kept (AWS Secrets Manager): never in a table, an answer or a log.

@@ -3,10 +3,11 @@
 
 use crate::adapters::cognito::{CognitoSignIn, PoolSigningKeys};
 use crate::adapters::dynamodb::{
-    DynamoConnectionStore, DynamoJobStore, DynamoKeyStore, DynamoKmsRegistry,
+    DynamoJobStore, DynamoKeyStore, DynamoKmsRegistry, DynamoNamedStore,
 };
 use crate::adapters::kms::AwsKeySourceFactory;
 use crate::adapters::organizations::AwsOrganization;
+use crate::adapters::scheduler::EventBridgeSchedules;
 use crate::adapters::secrets::SecretsManagerStore;
 use crate::adapters::sqs::SqsDispatcher;
 use crate::adapters::sts::{RoleCredentials, StsCallerIdentity};
@@ -15,7 +16,7 @@ use crate::app::App;
 use crate::config::{Config, ConfigError};
 use crate::domain::time::Timestamp;
 use crate::entry::Entry;
-use crate::ports::{SecretStore, SignIn};
+use crate::ports::{Schedules, SecretStore, SignIn};
 use aws_config::SdkConfig;
 use std::sync::Arc;
 
@@ -53,10 +54,16 @@ pub fn build_entry(config: &Config, sdk: &SdkConfig) -> Result<Entry, ConfigErro
     ));
     let app = App {
         kms: Arc::new(DynamoKmsRegistry::new(dynamodb.clone(), &config.kms_table)),
-        connections: Arc::new(DynamoConnectionStore::new(
-            dynamodb.clone(),
-            &config.kms_table,
-        )),
+        job_configs: Arc::new(DynamoNamedStore::new(dynamodb.clone(), &config.kms_table)),
+        schedules: config.scheduler.as_ref().map(|scheduler| {
+            Arc::new(EventBridgeSchedules::new(
+                aws_sdk_scheduler::Client::new(sdk),
+                &scheduler.prefix,
+                &scheduler.target_arn,
+                &scheduler.role_arn,
+            )) as Arc<dyn Schedules>
+        }),
+        connections: Arc::new(DynamoNamedStore::new(dynamodb.clone(), &config.kms_table)),
         secrets: secrets.clone(),
         jobs: Arc::new(DynamoJobStore::new(
             dynamodb.clone(),

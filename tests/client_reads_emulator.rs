@@ -140,7 +140,10 @@ async fn filters_fields_rotations_and_versions_as_the_clients_read_them() {
     assert_eq!(key["key_admins"], json!([]));
     assert!(key.get("deletion_date").is_some(), "{key}");
     // The first MAC algorithm AWS lists (moto lists none for an HMAC key: null then).
-    let first_mac = key["aws_param"]["MacAlgorithms"].get(0).cloned().unwrap_or_default();
+    let first_mac = key["aws_param"]["MacAlgorithms"]
+        .get(0)
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(key["aws_param"]["MacAlgorithmSpec"], first_mac, "{key}");
 
     // Rotations and versions, as AWS reports them now, paged.

@@ -2,7 +2,7 @@
 //! the same rules as the AWS adapters (unique names, leases, idempotent pages, exactly-once finish).
 
 use crate::domain::AppError;
-use crate::domain::connection::{AwsConnection, StaticKeys};
+use crate::domain::connection::StaticKeys;
 use crate::domain::job::{FanOut, Job, JobStatus, UnitStatus, WorkItem};
 use crate::domain::key::{KeyDetails, KeyRecord};
 use crate::domain::kms::KmsResource;
@@ -919,53 +919,65 @@ impl Organization for MemoryOrganization {
     }
 }
 
-/// AWS connections in memory.
-#[derive(Default)]
-pub struct MemoryConnectionStore {
-    items: Mutex<BTreeMap<Uuid, AwsConnection>>,
+/// Named objects (AWS connections, scheduler job configurations) in memory.
+pub struct MemoryNamedStore<T> {
+    items: Mutex<BTreeMap<Uuid, T>>,
+}
+
+impl<T> Default for MemoryNamedStore<T> {
+    fn default() -> Self {
+        MemoryNamedStore {
+            items: Mutex::new(BTreeMap::new()),
+        }
+    }
 }
 
 #[async_trait]
-impl ConnectionStore for MemoryConnectionStore {
-    async fn insert(&self, connection: &AwsConnection) -> Result<(), AppError> {
+impl<T: Named> NamedStore<T> for MemoryNamedStore<T> {
+    async fn insert(&self, item: &T) -> Result<(), AppError> {
         let mut items = lock(&self.items);
-        if items.values().any(|c| c.name == connection.name) {
+        if items.values().any(|i| i.name() == item.name()) {
             return Err(AppError::Conflict(format!(
-                "an AWS connection named '{}' exists already",
-                connection.name
+                "an {} named '{}' exists already",
+                T::KIND,
+                item.name()
             )));
         }
-        items.insert(connection.id, connection.clone());
+        items.insert(item.id(), item.clone());
         Ok(())
     }
 
-    async fn get(&self, id: Uuid) -> Result<Option<AwsConnection>, AppError> {
+    async fn get(&self, id: Uuid) -> Result<Option<T>, AppError> {
         Ok(lock(&self.items).get(&id).cloned())
     }
 
-    async fn find_by_name(&self, name: &str) -> Result<Option<AwsConnection>, AppError> {
-        Ok(lock(&self.items).values().find(|c| c.name == name).cloned())
+    async fn find_by_name(&self, name: &str) -> Result<Option<T>, AppError> {
+        Ok(lock(&self.items)
+            .values()
+            .find(|i| i.name() == name)
+            .cloned())
     }
 
-    async fn list(&self) -> Result<Vec<AwsConnection>, AppError> {
+    async fn list(&self) -> Result<Vec<T>, AppError> {
         Ok(lock(&self.items).values().cloned().collect())
     }
 
-    async fn replace(&self, connection: &AwsConnection) -> Result<(), AppError> {
-        match lock(&self.items).get_mut(&connection.id) {
+    async fn replace(&self, item: &T) -> Result<(), AppError> {
+        match lock(&self.items).get_mut(&item.id()) {
             Some(stored) => {
-                *stored = connection.clone();
+                *stored = item.clone();
                 Ok(())
             }
             None => Err(AppError::NotFound(format!(
-                "AWS connection '{}' not found",
-                connection.id
+                "{} '{}' not found",
+                T::KIND,
+                item.id()
             ))),
         }
     }
 
-    async fn remove(&self, connection: &AwsConnection) -> Result<(), AppError> {
-        lock(&self.items).remove(&connection.id);
+    async fn remove(&self, item: &T) -> Result<(), AppError> {
+        lock(&self.items).remove(&item.id());
         Ok(())
     }
 }
@@ -998,6 +1010,38 @@ impl SecretStore for MemorySecretStore {
 
     async fn delete(&self, secret_id: &str) -> Result<(), AppError> {
         lock(&self.secrets).remove(secret_id);
+        Ok(())
+    }
+}
+
+/// Schedules in memory, kept so tests can look at them.
+#[derive(Default)]
+pub struct MemorySchedules {
+    schedules: Mutex<BTreeMap<Uuid, ScheduleSpec>>,
+}
+
+impl MemorySchedules {
+    pub fn get(&self, id: Uuid) -> Option<ScheduleSpec> {
+        lock(&self.schedules).get(&id).cloned()
+    }
+}
+
+#[async_trait]
+impl Schedules for MemorySchedules {
+    async fn put(&self, id: Uuid, spec: &ScheduleSpec, exists: bool) -> Result<(), AppError> {
+        let mut schedules = lock(&self.schedules);
+        if schedules.contains_key(&id) != exists {
+            return Err(AppError::Conflict(format!(
+                "schedule of {id}: exists is {}",
+                !exists
+            )));
+        }
+        schedules.insert(id, spec.clone());
+        Ok(())
+    }
+
+    async fn delete(&self, id: Uuid) -> Result<(), AppError> {
+        lock(&self.schedules).remove(&id);
         Ok(())
     }
 }

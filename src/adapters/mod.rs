@@ -8,6 +8,7 @@ pub mod kms;
 pub mod memory;
 pub mod organizations;
 pub mod rate_limit;
+pub mod scheduler;
 pub mod secrets;
 pub mod sqs;
 pub mod sts;

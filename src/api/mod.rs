@@ -32,16 +32,20 @@ enum Route {
     SignIn,
     ConnectionCollection,
     Connection(String),
+    JobConfigCollection,
+    JobConfig(String),
+    JobConfigRunNow(String),
 }
 
 impl Route {
     /// The methods the route takes, as an `Allow` header lists them.
     fn methods(&self) -> &'static str {
         match self {
-            Route::KmsCollection | Route::JobCollection | Route::ConnectionCollection => {
-                "GET, POST"
-            }
-            Route::Kms(_) | Route::Connection(_) => "GET, PATCH, DELETE",
+            Route::KmsCollection
+            | Route::JobCollection
+            | Route::ConnectionCollection
+            | Route::JobConfigCollection => "GET, POST",
+            Route::Kms(_) | Route::Connection(_) | Route::JobConfig(_) => "GET, PATCH, DELETE",
             Route::Job(_)
             | Route::KeyCollection
             | Route::KeyRotations(_)
@@ -49,7 +53,8 @@ impl Route {
             Route::JobCancel(_)
             | Route::KeyRefresh(_)
             | Route::OrganizationDiscoveries
-            | Route::SignIn => "POST",
+            | Route::SignIn
+            | Route::JobConfigRunNow(_) => "POST",
             Route::Key(_) => "GET, DELETE",
         }
     }
@@ -57,6 +62,17 @@ impl Route {
     fn parse(path: &str) -> Option<Route> {
         if path == "/v1/auth/tokens" {
             return Some(Route::SignIn);
+        }
+        if let Some(rest) = path.strip_prefix("/v1/scheduler/job-configs") {
+            let segments: Vec<&str> = rest.split('/').collect();
+            return match segments.as_slice() {
+                [""] => Some(Route::JobConfigCollection),
+                ["", id] if !id.is_empty() => Some(Route::JobConfig(id.to_string())),
+                ["", id, "run-now"] if !id.is_empty() => {
+                    Some(Route::JobConfigRunNow(id.to_string()))
+                }
+                _ => None,
+            };
         }
         if let Some(rest) = path.strip_prefix("/v1/connectionmgmt/services/aws/connections") {
             return match rest.strip_prefix('/') {
@@ -126,6 +142,12 @@ impl Api {
         }
         match (&route, method) {
             (Route::SignIn, "POST") => routes::tokens::create(app, request).await,
+            (Route::JobConfigCollection, "POST") => routes::job_configs::create(app, request).await,
+            (Route::JobConfigCollection, "GET") => routes::job_configs::list(app, request).await,
+            (Route::JobConfig(id), "GET") => routes::job_configs::get(app, id).await,
+            (Route::JobConfig(id), "PATCH") => routes::job_configs::patch(app, id, request).await,
+            (Route::JobConfig(id), "DELETE") => routes::job_configs::delete(app, id).await,
+            (Route::JobConfigRunNow(id), "POST") => routes::job_configs::run_now(app, id).await,
             (Route::ConnectionCollection, "POST") => {
                 routes::connections::create(app, request).await
             }

@@ -4,6 +4,7 @@
 use crate::config::Tenancy;
 use crate::domain::connection::AwsConnection;
 use crate::domain::job::Job;
+use crate::domain::job_config::{self, JobConfig};
 use crate::domain::key::KeyRecord;
 use crate::domain::kms::{KmsResource, STATUS_ACTIVE};
 use crate::domain::time::format;
@@ -136,6 +137,36 @@ pub fn key(tenancy: &Tenancy, key: &KeyRecord) -> Value {
 
 /// Where a synced key's material comes from, in CCKM's words: AWS itself, not a CCKM source.
 pub const KEY_SOURCE: &str = "native";
+
+/// A scheduler job configuration as CCKM's scheduler API shows it. The params read back under both names
+/// the clients use: `job_config_params` (Terraform's resource) and `cckm_synchronization_params`.
+pub fn job_config(tenancy: &Tenancy, config: &JobConfig) -> Value {
+    let mut fields = identity(tenancy, "job-config", &config.id.to_string());
+    fields.insert("createdAt".into(), Value::from(format(&config.created_at)));
+    fields.insert("updatedAt".into(), Value::from(format(&config.updated_at)));
+    fields.insert("name".into(), Value::from(config.name.as_str()));
+    fields.insert(
+        "description".into(),
+        Value::from(config.description.as_str()),
+    );
+    fields.insert("operation".into(), Value::from(job_config::OPERATION));
+    fields.insert("run_at".into(), Value::from(config.run_at.as_str()));
+    fields.insert("run_on".into(), Value::from(config.run_on.as_str()));
+    fields.insert("disabled".into(), Value::from(config.disabled));
+    let date = |d: &Option<crate::domain::time::Timestamp>| json!(d.as_ref().map(format));
+    fields.insert("start_date".into(), date(&config.start_date));
+    fields.insert("end_date".into(), date(&config.end_date));
+    let params = json!({
+        "cloud_name": config.params.cloud_name,
+        "kms": config.params.kms,
+        "regions": config.params.regions,
+        "synchronize_all": config.params.synchronize_all,
+        "oci_vaults": null,
+    });
+    fields.insert("job_config_params".into(), params.clone());
+    fields.insert("cckm_synchronization_params".into(), params);
+    Value::Object(fields)
+}
 
 /// An AWS connection as CCKM's connection manager shows it. The secret access key is never in it.
 pub fn connection(tenancy: &Tenancy, connection: &AwsConnection) -> Value {

@@ -4,6 +4,7 @@
 pub mod connection;
 pub mod error;
 pub mod job;
+pub mod job_config;
 pub mod key;
 pub mod key_query;
 pub mod kms;

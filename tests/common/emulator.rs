@@ -143,6 +143,16 @@ impl Emulator {
             env.push((name.into(), printed(name)));
         }
         env.push(("JWT_HS256_SECRET".into(), super::SECRET.into()));
+        // Where the job configurations' schedules point, as the template sets it.
+        env.push((
+            "SCHEDULER_TARGET_ARN".into(),
+            "arn:aws:lambda:us-east-1:123456789012:function:cckm-aws-sync-api".into(),
+        ));
+        env.push((
+            "SCHEDULER_ROLE_ARN".into(),
+            "arn:aws:iam::123456789012:role/cckm-aws-sync-scheduler".into(),
+        ));
+        env.push(("SCHEDULE_PREFIX".into(), prefix.clone()));
         env.push(("JWT_ISSUER".into(), super::ISSUER.into()));
         env.push(("JWT_AUDIENCE".into(), super::AUDIENCE.into()));
         let config =

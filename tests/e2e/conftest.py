@@ -35,7 +35,8 @@ JWT_SECRET = "local-dev-secret-change-me"  # the secret events/ are signed with
 # What the function reads from its environment file.
 FUNCTION_ENV = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                 "KMS_TABLE", "JOBS_TABLE", "KEYS_TABLE", "WORK_QUEUE_NAME", "WORK_QUEUE_URL", "JWT_HS256_SECRET",
-                "RUST_LOG", "SYNC_CLAIM_SECONDS", "SYNC_LEASE_SECONDS", "COGNITO_USER_POOL_ID", "COGNITO_CLIENT_ID")
+                "RUST_LOG", "SYNC_CLAIM_SECONDS", "SYNC_LEASE_SECONDS", "COGNITO_USER_POOL_ID", "COGNITO_CLIENT_ID",
+                "SCHEDULER_TARGET_ARN", "SCHEDULER_ROLE_ARN")
 
 
 def free_port():
@@ -150,6 +151,9 @@ def stack(tmp_path_factory):
         # A copy of a message whose delivery died takes over after 5 s, not 5 minutes, and a job whose
         # workers are all gone can be ended after 20 s, not 2 hours (test_faults.py).
         "SYNC_CLAIM_SECONDS": "5", "SYNC_LEASE_SECONDS": "20",
+        # Where job configurations' schedules point (moto keeps them; nothing fires them locally).
+        "SCHEDULER_TARGET_ARN": f"arn:aws:lambda:us-east-1:123456789012:function:{FUNCTION}",
+        "SCHEDULER_ROLE_ARN": "arn:aws:iam::123456789012:role/cckm-aws-sync-scheduler",
         "RUST_LOG": os.environ.get("RUST_LOG", "info"),
     })
     procs, stack = [], None

@@ -8,17 +8,17 @@
 //!   creation time for the unit, every key, a state, gone or not, a region and an alias (`key_index.rs`).
 //!   The jobs table also keeps each unit's key counts (`KEYCOUNT`/`<unit>`).
 
-mod connections;
 mod jobs;
 mod key_index;
 mod key_item;
 mod keys;
 mod kms;
+mod named;
 
-pub use connections::DynamoConnectionStore;
 pub use jobs::DynamoJobStore;
 pub use keys::DynamoKeyStore;
 pub use kms::DynamoKmsRegistry;
+pub use named::DynamoNamedStore;
 
 use crate::domain::AppError;
 use aws_sdk_dynamodb::Client;

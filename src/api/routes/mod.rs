@@ -2,6 +2,7 @@
 
 pub mod connections;
 pub mod discovery;
+pub mod job_configs;
 pub mod jobs;
 pub mod keys;
 pub mod kms;
