@@ -14,9 +14,26 @@ pub const MAX_ENTRIES: usize = 1000;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateJobBody {
-    kms: Option<Vec<String>>,
+    kms: Option<OneOrMany>,
     regions: Option<Vec<String>>,
     synchronize_all: Option<bool>,
+}
+
+/// `kms` as a list, or one name alone: CCKM's Ansible key module sends a single string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(name) => vec![name],
+            OneOrMany::Many(names) => names,
+        }
+    }
 }
 
 /// A create-job request that has passed every check that needs no store.
@@ -33,7 +50,7 @@ impl SyncRequest {
     pub fn parse(body: &[u8]) -> Result<SyncRequest, AppError> {
         let body: CreateJobBody = crate::domain::list::parse_json_body(body)?;
         Self::from_parts(
-            body.kms.unwrap_or_default(),
+            body.kms.map(OneOrMany::into_vec).unwrap_or_default(),
             body.regions.unwrap_or_default(),
             body.synchronize_all,
         )
@@ -166,6 +183,14 @@ mod tests {
     #[test]
     fn accepts_the_documented_bodies() {
         assert_eq!(parse(r#"{"synchronize_all": true}"#), Ok(SyncRequest::All));
+        // One name alone, as CCKM's Ansible key module sends it.
+        assert_eq!(
+            parse(r#"{"kms": "kms", "regions": [], "synchronize_all": false}"#),
+            Ok(SyncRequest::Named {
+                kms: vec!["kms".into()],
+                regions: vec![]
+            })
+        );
         assert_eq!(
             parse(r#"{"kms": ["kms"], "regions": ["ap-south-1"], "synchronize_all": false}"#),
             Ok(SyncRequest::Named {
@@ -187,7 +212,6 @@ mod tests {
             r#"{"kms": ["a"], "regions": ["us-east-1", "us-east-1"]}"#,
             r#"{"kms": ["a"], "regions": ["moon-base-1x"]}"#,
             r#"{"kms": ["a"], "colour": "blue"}"#,
-            r#"{"kms": "a"}"#,
             r#"{"kms": ["a"], "synchronize_all": "yes"}"#,
             r#"[]"#,
         ];

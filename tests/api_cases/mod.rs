@@ -190,7 +190,7 @@ pub async fn every_create_job_rule_is_enforced_and_nothing_is_written(backend: &
         ),
         (json!({"kms": ["demo", "demo"]}), 400, 9, "twice"),
         (json!({"kms": ["demo"], "extra": 1}), 400, 9, "extra"),
-        (json!({"kms": "demo"}), 400, 9, "invalid body"),
+        (json!({"kms": 7}), 400, 9, "invalid body"),
         (json!({"kms": [big]}), 400, 15, "larger than"),
         (
             json!({"kms": (0..1001).map(|i| format!("k{i}")).collect::<Vec<_>>()}),

@@ -1,0 +1,293 @@
+"""CCKM's own clients, replayed against the local stack over HTTP (issue 9): each request as the client's
+source builds it (method, path and query encoding, body with its empty strings, headers), then each answer
+field the client reads, with the type it reads it as. Each case names the client source behind it:
+
+- Terraform: ThalesGroup/terraform-provider-ciphertrust, branch 1.0.1, `internal/provider/...` (the Go code).
+  Bodies are Go structs without `omitempty`: unset fields go out as "", false, null, {} or Go's zero time.
+- Ansible: ThalesGroup/CDSP-Orchestration-Ansible, `plugins/module_utils/cm_api.py` (HEAD) and the AWS
+  modules and module_utils they call (`cckm_aws.py`, `cckm_commons.py`, `connection_management.py`; the
+  modules themselves at 9cefc4d, the last commit that has them). Top-level None values are dropped;
+  query strings are glued on unencoded as `/?skip=0&limit=1&<param>=<value>`.
+
+Sign-in goes to the Cognito user pool the stack's bootstrap made (moto serves Cognito); every other
+request carries the pool's access token, as the clients do after signing in.
+"""
+
+import http.client
+import json
+import urllib.parse
+
+import boto3
+from stack_client import OWN_ACCOUNT, aws, run_queue
+
+STR, BOOL, INT, LIST, DICT, NULL = str, bool, int, list, dict, type(None)
+# A field AWS may not have told us is null; Terraform reads it with gjson, which gives "" for null.
+MAYBE_STR = (STR, NULL)
+
+
+def send(stack, method, path, body=None, headers=()):
+    """One request exactly as given: `headers` may repeat a name (Terraform sends Content-Type twice)."""
+    base = urllib.parse.urlsplit(stack.api_url)
+    connection = http.client.HTTPConnection(base.hostname, base.port, timeout=120)
+    connection.putrequest(method, base.path + path, skip_accept_encoding=True)
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    for name, value in headers:
+        connection.putheader(name, value)
+    connection.putheader("Content-Length", str(len(data or b"")))
+    connection.endheaders(data)
+    answer = connection.getresponse()
+    raw = answer.read()
+    connection.close()
+    return answer.status, (json.loads(raw) if raw else None)
+
+
+def reads(where, answer, fields):
+    """Each field the client reads is there, with the type it reads it as (a tuple: any of them)."""
+    for field, kind in fields.items():
+        value = answer
+        for part in field.split("."):
+            assert isinstance(value, dict) and part in value, f"{where}: no {field} in {answer}"
+            value = value[part]
+        assert isinstance(value, kind), f"{where}: {field} is {value!r}, not {kind}"
+
+
+def terraform_headers(jwt):
+    # common/client.go doRequest: Authorization and Content-Type on every call.
+    return [("Authorization", f"Bearer {jwt}"), ("Content-Type", "application/json")]
+
+
+def terraform_sign_in(stack):
+    # common/client.go NewClient / RefreshToken: {username, password, auth_domain, domain}, every key sent;
+    # Content-Type set twice, and `Authorization: Bearer ` with an empty token on the first sign-in.
+    username, password = stack.admin
+    status, answer = send(stack, "POST", "/api/v1/auth/tokens",
+                          {"username": username, "password": password, "auth_domain": "", "domain": ""},
+                          [("Content-Type", "application/json"), ("Content-Type", "application/json"),
+                           ("Authorization", "Bearer ")])
+    assert status == 200, answer
+    reads("terraform sign-in", answer, {"jwt": STR})
+    return answer["jwt"]
+
+
+def ansible_sign_in(stack):
+    # plugins/module_utils/cm_api.py getJwt: grant_type password, auth_domain_path always (localNode requires it).
+    username, password = stack.admin
+    status, answer = send(stack, "POST", "/api/v1/auth/tokens",
+                          {"grant_type": "password", "username": username, "password": password,
+                           "auth_domain_path": ""},
+                          [("Content-Type", "application/json"), ("Connection", "keep-alive")])
+    assert status == 200, answer
+    reads("ansible sign-in", answer, {"jwt": STR})
+    return answer["jwt"]
+
+
+def ansible_headers(jwt):
+    # cm_api.py CMAPIObject: no Accept header; this Content-Type exactly.
+    return [("Content-Type", "application/json; charset=utf-8"), ("Authorization", f"Bearer {jwt}")]
+
+
+def tf_connection_body(name, access, secret, role=""):
+    # connections/resource_aws_connection.go Create: the whole struct, zero values included.
+    return {"uri": "", "account": "", "createdAt": "", "updatedAt": "", "service": "", "category": "",
+            "resource_url": "", "last_connection_ok": False, "last_connection_error": "",
+            "last_connection_at": "", "Application": {}, "DevAccount": {}, "id": "", "name": name,
+            "description": "", "access_key_id": access, "assume_role_arn": role, "assume_role_external_id": "",
+            "aws_region": "", "aws_sts_regional_endpoints": "", "cloud_name": "", "is_role_anywhere": False,
+            "iam_role_anywhere": None, "labels": {}, "meta": {}, "products": None, "secret_access_key": secret}
+
+
+COMMON = {"id": STR, "uri": STR, "account": STR, "devAccount": STR, "application": STR, "createdAt": STR,
+          "updatedAt": STR}
+CONNECTION_READS = {**COMMON, "category": STR, "service": STR, "resource_url": STR,
+                    "last_connection_ok": (BOOL, NULL), "last_connection_error": STR,
+                    "last_connection_at": (STR, NULL), "name": STR, "description": STR}
+KMS_READS = {"account": STR, "account_id": STR, "application": STR, "arn": STR, "auto_added": BOOL,
+             "connection": (STR, NULL), "devAccount": STR, "createdAt": STR, "name": STR, "regions": LIST,
+             "status": STR, "updatedAt": STR, "uri": STR, "acls": LIST}
+KEY_READS = {"deletion_date": (STR, NULL), "labels": DICT, "key_material_origin": STR, "local_key_id": STR,
+             "local_key_name": STR, "rotated_at": (STR, NULL), "rotation_status": STR, "rotated_to": STR,
+             "synced_at": STR, "kms_id": STR, "kms": STR, "key_source": STR, "key_type": (STR, NULL),
+             "cloud_name": STR, "replica_policy": (DICT, NULL), "key_admins": LIST, "key_users": LIST,
+             "aws_param.Arn": STR, "aws_param.AWSAccountId": STR, "aws_param.KeyID": STR,
+             "aws_param.KeyState": MAYBE_STR, "aws_param.KeyUsage": MAYBE_STR, "aws_param.Origin": MAYBE_STR,
+             "aws_param.Enabled": (BOOL, NULL), "aws_param.Description": MAYBE_STR, "aws_param.Policy": MAYBE_STR,
+             "aws_param.KeyRotationEnabled": (BOOL, NULL), "aws_param.RotationPeriodInDays": (INT, NULL),
+             "aws_param.NextRotationDate": (STR, NULL), "aws_param.EncryptionAlgorithms": LIST,
+             "aws_param.ExpirationModel": (STR, NULL), "aws_param.KeyManager": MAYBE_STR,
+             "aws_param.ValidTo": (STR, NULL), "aws_param.Alias": LIST, "aws_param.Tags": LIST,
+             "aws_param.MultiRegion": (BOOL, NULL), "aws_param.MacAlgorithmSpec": (STR, NULL)}
+JOB_CONFIG_READS = {**COMMON, "disabled": BOOL, "description": STR, "run_on": STR, "start_date": (STR, NULL),
+                    "end_date": (STR, NULL), "name": STR, "operation": STR, "run_at": STR,
+                    "job_config_params.cloud_name": STR, "job_config_params.synchronize_all": BOOL,
+                    "job_config_params.kms": LIST}
+
+
+def test_terraform_connection_kms_key_and_scheduler_operations(fresh_stack):
+    stack = fresh_stack
+    kms_client = aws(stack, "kms")
+    key_id = kms_client.create_key(Tags=[{"TagKey": "env", "TagValue": "prod"}])["KeyMetadata"]["KeyId"]
+    kms_client.create_alias(AliasName="alias/tf-app", TargetKeyId=key_id)
+    kms_client.rotate_key_on_demand(KeyId=key_id)
+    jwt = terraform_sign_in(stack)
+    h = terraform_headers(jwt)
+
+    # connections/resource_aws_connection.go: create, read, update (name "" and is_role_anywhere false), delete.
+    conn_path = "/api/v1/connectionmgmt/services/aws/connections"
+    status, conn = send(stack, "POST", conn_path, tf_connection_body("tf-conn", "AKIAEXAMPLE", "tf-secret"), h)
+    assert status == 201, conn
+    reads("connection create", conn, CONNECTION_READS)
+    status, conn = send(stack, "GET", f"{conn_path}/{conn['id']}", None, h)
+    assert status == 200, conn
+    reads("connection read", conn, CONNECTION_READS)
+    status, updated = send(stack, "PATCH", f"{conn_path}/{conn['id']}", tf_connection_body("", "", ""), h)
+    assert status == 200, updated
+    reads("connection update", updated, {"updatedAt": STR})
+    # data source ciphertrust_aws_connection_list: filters unencoded, skip=0&limit=-1.
+    status, page = send(stack, "GET", f"{conn_path}/?name=tf-conn&skip=0&limit=-1", None, h)
+    assert status == 200 and page["total"] == 1, page
+    assert "tf-secret" not in json.dumps(page)
+
+    # cckm/aws/resource_aws_kms.go: create with the connection by name and empty role fields; update
+    # with account_id and name empty; read; data source ciphertrust_aws_kms_list.
+    body = {"account_id": OWN_ACCOUNT, "connection": "tf-conn", "name": "tf-kms", "regions": ["us-east-1"],
+            "assume_role_arn": "", "assume_role_external_id": ""}
+    status, kms = send(stack, "POST", "/api/v1/cckm/aws/kms", body, h)
+    assert status == 201, kms
+    reads("kms create", kms, KMS_READS)
+    body = {**body, "account_id": "", "name": ""}
+    status, kms = send(stack, "PATCH", f"/api/v1/cckm/aws/kms/{kms['id']}", body, h)
+    assert status == 200, kms
+    status, kms = send(stack, "GET", f"/api/v1/cckm/aws/kms/{kms['id']}", None, h)
+    assert status == 200, kms
+    reads("kms read", kms, KMS_READS)
+    query = urllib.parse.urlencode({"limit": "-1", "name": "tf-kms"})
+    status, page = send(stack, "GET", f"/api/v1/cckm/aws/kms/?{query}", None, h)
+    assert status == 200 and page["total"] == 1, page
+    # The connection is in use now.
+    status, refused = send(stack, "DELETE", f"{conn_path}/{conn['id']}", None, h)
+    assert status == 409, refused
+
+    # cm/resource_scheduler.go: create (disabled always false, zero dates, the other params null), read,
+    # update (name, operation and cloud_name empty), delete; data source ciphertrust_scheduler_list.
+    config_body = {"name": "tf-sync", "description": "", "operation": "cckm_synchronization",
+                   "run_at": "0 2 * * *", "run_on": "", "disabled": False,
+                   "start_date": "0001-01-01T00:00:00Z", "end_date": "0001-01-01T00:00:00Z",
+                   "database_backup_params": None, "cckm_key_rotation_params": None,
+                   "cckm_synchronization_params": {"cloud_name": "aws", "kms": ["tf-kms"], "oci_vaults": None,
+                                                   "synchronize_all": False}}
+    status, config = send(stack, "POST", "/api/v1/scheduler/job-configs", config_body, h)
+    assert status == 201, config
+    status, config = send(stack, "GET", f"/api/v1/scheduler/job-configs/{config['id']}", None, h)
+    assert status == 200, config
+    reads("scheduler read", config, JOB_CONFIG_READS)
+    update = {**config_body, "name": "", "operation": "", "run_at": "30 3 * * *",
+              "cckm_synchronization_params": {**config_body["cckm_synchronization_params"], "cloud_name": ""}}
+    status, config = send(stack, "PATCH", f"/api/v1/scheduler/job-configs/{config['id']}", update, h)
+    assert status == 200, config
+    reads("scheduler update", config, JOB_CONFIG_READS)
+    status, page = send(stack, "GET", "/api/v1/scheduler/job-configs/?name=tf-sync", None, h)
+    assert status == 200 and page["total"] == 1, page
+    reads("scheduler list", page["resources"][0], {"cckm_synchronization_params.kms": LIST})
+    # A sync, as the schedule starts it, to have keys to read.
+    status, job = send(stack, "POST", f"/api/v1/scheduler/job-configs/{config['id']}/run-now", None, h)
+    assert status == 201, job
+    run_queue(stack)
+
+    # cckm/aws resource ciphertrust_aws_key read: keyid + region, total must be 1.
+    status, page = send(stack, "GET", f"/api/v1/cckm/aws/keys?keyid={key_id}&region=us-east-1", None, h)
+    assert status == 200 and page["total"] == 1, page
+    key = page["resources"][0]
+    reads("key read", key, KEY_READS)
+    # data source ciphertrust_aws_key: by id=, by keyid+region, by alias (bare, as in its examples).
+    for query in (f"id={key['id']}", f"keyid={key_id}&region=us-east-1", "alias=tf-app&region=us-east-1"):
+        status, page = send(stack, "GET", f"/api/v1/cckm/aws/keys?{query}", None, h)
+        assert status == 200 and page["total"] == 1, (query, page)
+        reads(f"key data source {query}", page["resources"][0], KEY_READS)
+    status, one = send(stack, "GET", f"/api/v1/cckm/aws/keys/{key['id']}", None, h)
+    assert status == 200, one
+    reads("key get", one, KEY_READS)
+    # data source ciphertrust_aws_key_rotation_list.
+    status, rotations = send(stack, "GET", f"/api/v1/cckm/aws/keys/{key['id']}/rotations", None, h)
+    assert status == 200 and rotations["total"] == 1, rotations
+    reads("rotations", rotations["resources"][0], {"RotationDate": STR, "RotationType": STR})
+    status, versions = send(stack, "GET", f"/api/v1/cckm/aws/keys/{key['id']}/versions", None, h)
+    assert status == 200 and versions["total"] == 2, versions
+
+    status, _ = send(stack, "DELETE", f"/api/v1/scheduler/job-configs/{config['id']}", None, h)
+    assert status == 204
+
+
+def test_ansible_connection_kms_sync_and_key_filter_operations(fresh_stack):
+    stack = fresh_stack
+    kms_client = aws(stack, "kms")
+    key_id = kms_client.create_key()["KeyMetadata"]["KeyId"]
+    kms_client.create_alias(AliasName="alias/ans-app", TargetKeyId=key_id)
+    jwt = ansible_sign_in(stack)
+    h = ansible_headers(jwt)
+
+    # connection_manager_aws.py create -> connection_management.py createConnection: None dropped,
+    # aws_sts_regional_endpoints and cloud_name defaulted; POSTData reads `id`.
+    body = {"access_key_id": "AKIAANSIBLE", "name": "ans-conn", "secret_access_key": "ans-secret",
+            "aws_sts_regional_endpoints": "legacy", "cloud_name": "aws"}
+    status, conn = send(stack, "POST", "/api/v1/connectionmgmt/services/aws/connections", body, h)
+    assert status == 201, conn
+    reads("ansible connection create", conn, {"id": STR})
+    # patch: the same keys without name.
+    patch = {k: v for k, v in body.items() if k != "name"}
+    status, conn = send(stack, "PATCH", f"/api/v1/connectionmgmt/services/aws/connections/{conn['id']}", patch, h)
+    assert status == 200, conn
+
+    # cckm_aws_kms.py create -> cckm_commons.py addCCKMCloudAsset: {account_id, connection, name, regions}.
+    status, kms = send(stack, "POST", "/api/v1/cckm/aws/kms",
+                       {"account_id": OWN_ACCOUNT, "connection": "ans-conn", "name": "ans-kms",
+                        "regions": ["us-east-1"]}, h)
+    assert status == 201, kms
+    reads("ansible kms create", kms, {"id": STR})
+    # update: {connection, regions} only.
+    status, _ = send(stack, "PATCH", f"/api/v1/cckm/aws/kms/{kms['id']}",
+                     {"connection": "ans-conn", "regions": ["us-east-1"]}, h)
+    assert status == 200
+
+    # cckm_aws_key.py create-sync-job -> createSyncJob: `kms` is the single string param.
+    status, job = send(stack, "POST", "/api/v1/cckm/aws/synchronization-jobs",
+                       {"kms": "ans-kms", "regions": ["us-east-1"], "synchronize_all": False}, h)
+    assert status == 201, job
+    reads("ansible sync job", job, {"id": STR})
+    run_queue(stack)
+    # cancel-sync-job -> POSTWithoutData: no body; the answer is parsed as JSON.
+    status, answer = send(stack, "POST", f"/api/v1/cckm/aws/synchronization-jobs/{job['id']}/cancel", None, h)
+    assert status in (200, 409) and isinstance(answer, dict), answer
+
+    # Key lookups as cm_api.py GETIdByQueryParam builds them: "/?skip=0&limit=1&<param>=<value>",
+    # unencoded, reading resources[0][id]; one per key-info filter with a meaning for a synced key.
+    for param, value in [("alias", "ans-app"), ("keyid", key_id), ("CustomerMasterKeySpec", "SYMMETRIC_DEFAULT"),
+                         ("key_material_origin", "native"), ("key_source", "native"), ("kms", "ans-kms"),
+                         ("region", "us-east-1")]:
+        status, page = send(stack, "GET", f"/api/v1/cckm/aws/keys/?skip=0&limit=1&{param}={value}", None, h)
+        assert status == 200 and page["resources"], (param, page)
+        reads(f"ansible key lookup {param}", page["resources"][0], {"id": STR})
+    for param in ("multi_region_key_type", "custom_key_store_id", "tags"):
+        status, page = send(stack, "GET", f"/api/v1/cckm/aws/keys/?skip=0&limit=1&{param}=none", None, h)
+        assert status == 200 and page["total"] == 0, (param, page)
+    status, refused = send(stack, "GET", "/api/v1/cckm/aws/keys/?skip=0&limit=1&custom_key_store_name=x", None, h)
+    assert status == 400 and "custom_key_store_name" in refused["message"], refused
+
+
+def test_a_read_only_user_reads_and_is_refused_writes_as_the_clients_see_it(fresh_stack):
+    stack = fresh_stack
+    cognito = boto3.client("cognito-idp", endpoint_url=stack.endpoint, region_name="us-east-1",
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+    pool = stack.env["COGNITO_USER_POOL_ID"]
+    cognito.admin_create_user(UserPoolId=pool, Username="auditor", MessageAction="SUPPRESS")
+    cognito.admin_set_user_password(UserPoolId=pool, Username="auditor", Password="Auditor-pass-1", Permanent=True)
+    cognito.admin_add_user_to_group(UserPoolId=pool, Username="auditor", GroupName="cckm-readers")
+    status, answer = send(stack, "POST", "/api/v1/auth/tokens",
+                          {"grant_type": "password", "username": "auditor", "password": "Auditor-pass-1",
+                           "auth_domain_path": ""}, [("Content-Type", "application/json")])
+    assert status == 200, answer
+    h = ansible_headers(answer["jwt"])
+    status, _ = send(stack, "GET", "/api/v1/cckm/aws/kms", None, h)
+    assert status == 200
+    status, refused = send(stack, "POST", "/api/v1/cckm/aws/kms",
+                           {"account_id": OWN_ACCOUNT, "name": "nope", "regions": ["us-east-1"]}, h)
+    assert status == 403 and refused["code"] == 2, refused
