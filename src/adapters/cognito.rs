@@ -46,15 +46,15 @@ impl CognitoSignIn {
         }
         let output = request.send().await.map_err(|err| {
             match err.as_service_error().and_then(|e| e.code()) {
+                // A username or token Cognito cannot even read (too long, odd characters) is as wrong as
+                // any other: the same answer, so nothing is learned from it.
                 Some(
                     "NotAuthorizedException"
                     | "UserNotFoundException"
                     | "UserNotConfirmedException"
-                    | "PasswordResetRequiredException",
+                    | "PasswordResetRequiredException"
+                    | "InvalidParameterException",
                 ) => AppError::Unauthorized(WRONG_CREDENTIALS.into()),
-                Some("TooManyRequestsException" | "LimitExceededException") => {
-                    AppError::Internal(reason("cognito InitiateAuth", &err))
-                }
                 _ => AppError::Internal(reason("cognito InitiateAuth", &err)),
             }
         })?;

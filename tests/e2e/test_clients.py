@@ -20,6 +20,9 @@ import urllib.parse
 import boto3
 from stack_client import OWN_ACCOUNT, aws, run_queue
 
+# Every password, secret access key and token these tests send: none may show up in a log.
+SENT_SECRETS = []
+
 STR, BOOL, INT, LIST, DICT, NULL = str, bool, int, list, dict, type(None)
 # A field AWS may not have told us is null; Terraform reads it with gjson, which gives "" for null.
 MAYBE_STR = (STR, NULL)
@@ -66,6 +69,7 @@ def terraform_sign_in(stack):
                            ("Authorization", "Bearer ")])
     assert status == 200, answer
     reads("terraform sign-in", answer, {"jwt": STR})
+    SENT_SECRETS.extend([password, answer["jwt"].rsplit(".", 1)[-1], answer["refresh_token"]])
     return answer["jwt"]
 
 
@@ -78,6 +82,7 @@ def ansible_sign_in(stack):
                           [("Content-Type", "application/json"), ("Connection", "keep-alive")])
     assert status == 200, answer
     reads("ansible sign-in", answer, {"jwt": STR})
+    SENT_SECRETS.extend([password, answer["jwt"].rsplit(".", 1)[-1]])
     return answer["jwt"]
 
 
@@ -133,7 +138,9 @@ def test_terraform_connection_kms_key_and_scheduler_operations(fresh_stack):
 
     # connections/resource_aws_connection.go: create, read, update (name "" and is_role_anywhere false), delete.
     conn_path = "/api/v1/connectionmgmt/services/aws/connections"
-    status, conn = send(stack, "POST", conn_path, tf_connection_body("tf-conn", "AKIAEXAMPLE", "tf-secret"), h)
+    SENT_SECRETS.append("tf-secret-access-key-value")
+    status, conn = send(stack, "POST", conn_path,
+                        tf_connection_body("tf-conn", "AKIAEXAMPLE", "tf-secret-access-key-value"), h)
     assert status == 201, conn
     reads("connection create", conn, CONNECTION_READS)
     status, conn = send(stack, "GET", f"{conn_path}/{conn['id']}", None, h)
@@ -145,7 +152,7 @@ def test_terraform_connection_kms_key_and_scheduler_operations(fresh_stack):
     # data source ciphertrust_aws_connection_list: filters unencoded, skip=0&limit=-1.
     status, page = send(stack, "GET", f"{conn_path}/?name=tf-conn&skip=0&limit=-1", None, h)
     assert status == 200 and page["total"] == 1, page
-    assert "tf-secret" not in json.dumps(page)
+    assert "tf-secret-access-key-value" not in json.dumps(page)
 
     # cckm/aws/resource_aws_kms.go: create with the connection by name and empty role fields; update
     # with account_id and name empty; read; data source ciphertrust_aws_kms_list.
@@ -215,6 +222,11 @@ def test_terraform_connection_kms_key_and_scheduler_operations(fresh_stack):
 
     status, _ = send(stack, "DELETE", f"/api/v1/scheduler/job-configs/{config['id']}", None, h)
     assert status == 204
+    # Destroy, as `terraform destroy` orders it: the KMS resource, then its connection (no longer in use).
+    status, _ = send(stack, "DELETE", f"/api/v1/cckm/aws/kms/{kms['id']}", None, h)
+    assert status == 204
+    status, _ = send(stack, "DELETE", f"{conn_path}/{conn['id']}", None, h)
+    assert status == 204
 
 
 def test_ansible_connection_kms_sync_and_key_filter_operations(fresh_stack):
@@ -227,7 +239,8 @@ def test_ansible_connection_kms_sync_and_key_filter_operations(fresh_stack):
 
     # connection_manager_aws.py create -> connection_management.py createConnection: None dropped,
     # aws_sts_regional_endpoints and cloud_name defaulted; POSTData reads `id`.
-    body = {"access_key_id": "AKIAANSIBLE", "name": "ans-conn", "secret_access_key": "ans-secret",
+    SENT_SECRETS.append("ans-secret-access-key-value")
+    body = {"access_key_id": "AKIAANSIBLE", "name": "ans-conn", "secret_access_key": "ans-secret-access-key-value",
             "aws_sts_regional_endpoints": "legacy", "cloud_name": "aws"}
     status, conn = send(stack, "POST", "/api/v1/connectionmgmt/services/aws/connections", body, h)
     assert status == 201, conn
@@ -291,3 +304,16 @@ def test_a_read_only_user_reads_and_is_refused_writes_as_the_clients_see_it(fres
     status, refused = send(stack, "POST", "/api/v1/cckm/aws/kms",
                            {"account_id": OWN_ACCOUNT, "name": "nope", "regions": ["us-east-1"]}, h)
     assert status == 403 and refused["code"] == 2, refused
+
+
+def test_the_logs_hold_no_password_secret_key_or_token_of_the_clients(stack):
+    """Runs after the client cases above (file order): their logs hold none of what they sent."""
+    from pathlib import Path
+
+    assert SENT_SECRETS, "the client cases ran first and sent secrets"
+    logs = {path.name: path.read_text(errors="replace") for path in Path(stack.logs).glob("*.log")}
+    for log, text in logs.items():
+        if log == "moto.log":
+            continue  # the emulator's own log, not ours
+        for secret in SENT_SECRETS:
+            assert secret not in text, f"a password, secret key or token in {log}"
