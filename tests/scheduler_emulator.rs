@@ -52,25 +52,19 @@ async fn a_job_configuration_is_a_schedule_that_runs_the_sync() {
     )
     .await;
     assert_eq!(status, 201, "{created}");
-    for field in [
-        "id",
-        "uri",
-        "account",
-        "devAccount",
-        "application",
-        "createdAt",
-        "updatedAt",
-        "disabled",
-        "description",
-        "run_on",
-        "start_date",
-        "end_date",
-        "name",
-        "operation",
-        "run_at",
-    ] {
-        assert!(created.get(field).is_some(), "{field}: {created}");
-    }
+    assert_fields(
+        &created,
+        &[
+            "disabled",
+            "description",
+            "run_on",
+            "start_date",
+            "end_date",
+            "name",
+            "operation",
+            "run_at",
+        ],
+    );
     assert_eq!(created["job_config_params"]["kms"], json!(["nightly-kms"]));
     assert_eq!(created["job_config_params"]["synchronize_all"], false);
     assert_eq!(created["job_config_params"]["cloud_name"], "aws");

@@ -84,37 +84,29 @@ impl Schedules for EventBridgeSchedules {
         let end = spec
             .end
             .map(|t| aws_smithy_types::DateTime::from_millis(t.timestamp_millis()));
-        let description = "cckm-aws-sync scheduler job configuration";
+        // CreateSchedule and UpdateSchedule take the same settings, on builders of two types.
+        macro_rules! send_with_settings {
+            ($builder:expr, $operation:literal) => {
+                $builder
+                    .name(&name)
+                    .description("cckm-aws-sync scheduler job configuration")
+                    .schedule_expression(&spec.expression)
+                    .schedule_expression_timezone("UTC")
+                    .flexible_time_window(window)
+                    .state(state)
+                    .set_start_date(start)
+                    .set_end_date(end)
+                    .target(target)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| invalid_or_internal($operation, &e))
+            };
+        }
         if exists {
-            self.client
-                .update_schedule()
-                .name(&name)
-                .description(description)
-                .schedule_expression(&spec.expression)
-                .schedule_expression_timezone("UTC")
-                .flexible_time_window(window)
-                .state(state)
-                .set_start_date(start)
-                .set_end_date(end)
-                .target(target)
-                .send()
-                .await
-                .map_err(|e| invalid_or_internal("scheduler UpdateSchedule", &e))?;
+            send_with_settings!(self.client.update_schedule(), "scheduler UpdateSchedule")?;
         } else {
-            self.client
-                .create_schedule()
-                .name(&name)
-                .description(description)
-                .schedule_expression(&spec.expression)
-                .schedule_expression_timezone("UTC")
-                .flexible_time_window(window)
-                .state(state)
-                .set_start_date(start)
-                .set_end_date(end)
-                .target(target)
-                .send()
-                .await
-                .map_err(|e| invalid_or_internal("scheduler CreateSchedule", &e))?;
+            send_with_settings!(self.client.create_schedule(), "scheduler CreateSchedule")?;
         }
         Ok(())
     }

@@ -150,6 +150,15 @@ impl ListQuery {
         self.filters.get(name).map(Vec::as_slice)
     }
 
+    /// Whether an object with these (filter, value) pairs passes every text filter given: a filter not
+    /// given passes all, a repeated one means "any of".
+    pub fn keeps(&self, values: &[(&str, &str)]) -> bool {
+        values.iter().all(|(filter, value)| {
+            self.filter(filter)
+                .is_none_or(|wanted| wanted.iter().any(|w| w == value))
+        })
+    }
+
     /// Sorts and pages rendered items; returns the page and the number of matches before paging.
     pub fn page(&self, items: Vec<Value>) -> (Vec<Value>, usize) {
         let mut pager = self.pager();

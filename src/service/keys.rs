@@ -27,11 +27,7 @@ pub async fn delete(app: &App, id: &str) -> Result<(), AppError> {
 /// racing a sync never undoes what the sync recorded.
 pub async fn refresh(app: &App, id: &str) -> Result<KeyRecord, AppError> {
     let key = get(app, id).await?;
-    let kms = app.kms.get(key.kms_id).await?.ok_or_else(|| {
-        AppError::Conflict(format!(
-            "the KMS resource of AWS key '{id}' is no longer registered"
-        ))
-    })?;
+    let kms = kms_of(app, &key).await?;
     let source = open(app, &kms, &key.region).await?;
     reread(
         source.as_ref(),
@@ -49,11 +45,7 @@ pub async fn refresh(app: &App, id: &str) -> Result<KeyRecord, AppError> {
 /// What AWS reports now of a stored key's material: its current id and its rotations.
 pub async fn materials(app: &App, id: &str) -> Result<(KeyRecord, KeyMaterials), AppError> {
     let key = get(app, id).await?;
-    let kms = app.kms.get(key.kms_id).await?.ok_or_else(|| {
-        AppError::Conflict(format!(
-            "the KMS resource of AWS key '{id}' is no longer registered"
-        ))
-    })?;
+    let kms = kms_of(app, &key).await?;
     let source = open(app, &kms, &key.region).await?;
     match source
         .key_materials(&key.aws_param.key_id)
@@ -66,6 +58,16 @@ pub async fn materials(app: &App, id: &str) -> Result<(KeyRecord, KeyMaterials),
             key.arn
         ))),
     }
+}
+
+/// The KMS resource a stored key was synced with; `Conflict` when it is no longer registered.
+async fn kms_of(app: &App, key: &KeyRecord) -> Result<KmsResource, AppError> {
+    app.kms.get(key.kms_id).await?.ok_or_else(|| {
+        AppError::Conflict(format!(
+            "the KMS resource of AWS key '{}' is no longer registered",
+            key.id
+        ))
+    })
 }
 
 /// The key source of one account and region, as the engine opens it (the same rate limiter).

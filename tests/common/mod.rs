@@ -317,3 +317,21 @@ pub async fn run_workers(entry: &Entry, parts: &MemoryParts) -> usize {
         batches += 1;
     }
 }
+
+/// The fields every CCKM object carries, which the clients read from any of them.
+pub const CCKM_OBJECT_FIELDS: [&str; 7] = [
+    "id",
+    "uri",
+    "account",
+    "devAccount",
+    "application",
+    "createdAt",
+    "updatedAt",
+];
+
+/// Asserts that `object` has every CCKM object field and each of `fields`.
+pub fn assert_fields(object: &Value, fields: &[&str]) {
+    for field in CCKM_OBJECT_FIELDS.iter().chain(fields) {
+        assert!(object.get(*field).is_some(), "{field} in {object}");
+    }
+}

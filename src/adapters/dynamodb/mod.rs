@@ -8,6 +8,7 @@
 //!   creation time for the unit, every key, a state, gone or not, a region and an alias (`key_index.rs`).
 //!   The jobs table also keeps each unit's key counts (`KEYCOUNT`/`<unit>`).
 
+mod guarded;
 mod jobs;
 mod key_index;
 mod key_item;

@@ -3,26 +3,29 @@
 //! (`<prefix>-name#<name>`) are written and removed together. No secret is ever in either: a connection
 //! names its Secrets Manager secret only.
 
-use super::{Item, all_pages, condition_failed, s, store_error, transaction_condition_failed};
+use super::guarded::GuardedItems;
+use super::{Item, s};
 use crate::domain::AppError;
 use crate::ports::{Named, NamedStore};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::AttributeValue;
 use std::marker::PhantomData;
 use uuid::Uuid;
 
 pub struct DynamoNamedStore<T> {
-    client: Client,
-    table: String,
+    items: GuardedItems,
     kind: PhantomData<fn() -> T>,
 }
 
 impl<T: Named> DynamoNamedStore<T> {
     pub fn new(client: Client, table: &str) -> Self {
         DynamoNamedStore {
-            client,
-            table: table.to_string(),
+            items: GuardedItems {
+                client,
+                table: table.to_string(),
+                kind: T::KIND,
+            },
             kind: PhantomData,
         }
     }
@@ -33,19 +36,6 @@ impl<T: Named> DynamoNamedStore<T> {
 
     fn guard_id(name: &str) -> String {
         format!("{}-name#{name}", T::ITEM_PREFIX)
-    }
-
-    async fn get_item(&self, id: &str) -> Result<Option<Item>, AppError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("id", s(id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("get named item", e))?;
-        Ok(output.item)
     }
 
     fn to_item(item: &T) -> Result<Item, AppError> {
@@ -66,44 +56,21 @@ impl<T: Named> DynamoNamedStore<T> {
     }
 }
 
-fn build<B, E: std::fmt::Display>(built: Result<B, E>) -> Result<B, AppError> {
-    built.map_err(|e| AppError::internal("building a request", e))
-}
-
 #[async_trait]
 impl<T: Named> NamedStore<T> for DynamoNamedStore<T> {
     async fn insert(&self, item: &T) -> Result<(), AppError> {
-        let guard = Put::builder()
-            .table_name(&self.table)
-            .item("id", s(Self::guard_id(item.name())))
-            .item("named_id", s(item.id().to_string()))
-            .condition_expression("attribute_not_exists(id)")
-            .build();
-        let body = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(Self::to_item(item)?))
-            .condition_expression("attribute_not_exists(id)")
-            .build();
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(build(guard)?).build())
-            .transact_items(TransactWriteItem::builder().put(build(body)?).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if transaction_condition_failed(&err) => Err(AppError::Conflict(format!(
-                "an {} named '{}' exists already",
-                T::KIND,
-                item.name()
-            ))),
-            Err(err) => Err(store_error("insert named item", err)),
-        }
+        self.items
+            .insert(
+                Self::to_item(item)?,
+                item.name(),
+                Self::guard_id(item.name()),
+            )
+            .await
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<T>, AppError> {
-        self.get_item(&Self::item_id(id))
+        self.items
+            .get(&Self::item_id(id))
             .await?
             .as_ref()
             .map(Self::from_item)
@@ -111,86 +78,33 @@ impl<T: Named> NamedStore<T> for DynamoNamedStore<T> {
     }
 
     async fn find_by_name(&self, name: &str) -> Result<Option<T>, AppError> {
-        let Some(guard) = self.get_item(&Self::guard_id(name)).await? else {
+        let Some(item_id) = self.items.guarded_by(&Self::guard_id(name)).await? else {
             return Ok(None);
         };
-        match guard
-            .get("named_id")
-            .and_then(|v| v.as_s().ok())
-            .and_then(|id| Uuid::parse_str(id).ok())
-        {
-            Some(id) => self.get(id).await,
-            None => Err(AppError::Internal(format!(
-                "name guard of {} '{name}' names nothing",
-                T::KIND
-            ))),
-        }
+        self.items
+            .get(&item_id)
+            .await?
+            .as_ref()
+            .map(Self::from_item)
+            .transpose()
     }
 
     async fn list(&self) -> Result<Vec<T>, AppError> {
-        let prefix = format!("{}#", T::ITEM_PREFIX);
-        let prefix = &prefix;
-        let items = all_pages(|start| async move {
-            let output = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("begins_with(id, :prefix)")
-                .expression_attribute_values(":prefix", s(prefix))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| store_error("scan named items", e))?;
-            Ok((output.items.unwrap_or_default(), output.last_evaluated_key))
-        })
-        .await?;
+        let prefix = s(format!("{}#", T::ITEM_PREFIX));
+        let items = self
+            .items
+            .scan("begins_with(id, :prefix)", &[(":prefix", prefix)])
+            .await?;
         items.iter().map(Self::from_item).collect()
     }
 
     async fn replace(&self, item: &T) -> Result<(), AppError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(Self::to_item(item)?))
-            .condition_expression("attribute_exists(id)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if condition_failed(&err) => Err(AppError::NotFound(format!(
-                "{} '{}' not found",
-                T::KIND,
-                item.id()
-            ))),
-            Err(err) => Err(store_error("replace named item", err)),
-        }
+        self.items.replace(Self::to_item(item)?, item.id()).await
     }
 
     async fn remove(&self, item: &T) -> Result<(), AppError> {
-        let delete = |id: String| {
-            build(
-                Delete::builder()
-                    .table_name(&self.table)
-                    .key("id", s(id))
-                    .build(),
-            )
-        };
-        self.client
-            .transact_write_items()
-            .transact_items(
-                TransactWriteItem::builder()
-                    .delete(delete(Self::item_id(item.id()))?)
-                    .build(),
-            )
-            .transact_items(
-                TransactWriteItem::builder()
-                    .delete(delete(Self::guard_id(item.name()))?)
-                    .build(),
-            )
-            .send()
+        self.items
+            .remove(Self::item_id(item.id()), Self::guard_id(item.name()))
             .await
-            .map_err(|e| store_error("remove named item", e))?;
-        Ok(())
     }
 }

@@ -50,23 +50,17 @@ pub async fn delete(app: &App, id: &str) -> Result<HttpResponse, AppError> {
 
 pub async fn list(app: &App, request: &HttpRequest) -> Result<HttpResponse, AppError> {
     let query = ListQuery::parse(&request.query, &LIST)?;
-    let matches = |value: &str, filter: &str| {
-        query
-            .filter(filter)
-            .is_none_or(|wanted| wanted.iter().any(|w| w == value))
-    };
-    let items = app
-        .connections
-        .list()
-        .await?
-        .into_iter()
-        .filter(|c| {
-            matches(&c.id.to_string(), "id")
-                && matches(&c.name, "name")
-                && matches(&c.cloud_name, "cloud_name")
-        })
-        .map(|c| views::connection(&app.tenancy, &c))
-        .collect();
-    let (page, total) = query.page(items);
-    Ok(HttpResponse::json(200, query.envelope(page, total)))
+    let items = app.connections.list().await?;
+    Ok(super::page_of(
+        &query,
+        items,
+        |c| {
+            vec![
+                ("id", c.id.to_string()),
+                ("name", c.name.clone()),
+                ("cloud_name", c.cloud_name.clone()),
+            ]
+        },
+        |c| views::connection(&app.tenancy, c),
+    ))
 }

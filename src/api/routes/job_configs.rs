@@ -57,24 +57,21 @@ pub async fn run_now(app: &App, id: &str) -> Result<HttpResponse, AppError> {
 
 pub async fn list(app: &App, request: &HttpRequest) -> Result<HttpResponse, AppError> {
     let query = ListQuery::parse(&request.query, &LIST)?;
-    let matches = |value: &str, filter: &str| {
-        query
-            .filter(filter)
-            .is_none_or(|wanted| wanted.iter().any(|w| w == value))
-    };
-    let items = app
-        .job_configs
-        .list()
-        .await?
-        .into_iter()
-        .filter(|c| {
-            matches(&c.id.to_string(), "id")
-                && matches(&c.name, "name")
-                && matches(crate::domain::job_config::OPERATION, "operation")
-                && matches(if c.disabled { "true" } else { "false" }, "disabled")
-        })
-        .map(|c| views::job_config(&app.tenancy, &c))
-        .collect();
-    let (page, total) = query.page(items);
-    Ok(HttpResponse::json(200, query.envelope(page, total)))
+    let items = app.job_configs.list().await?;
+    Ok(super::page_of(
+        &query,
+        items,
+        |c| {
+            vec![
+                ("id", c.id.to_string()),
+                ("name", c.name.clone()),
+                (
+                    "operation",
+                    crate::domain::job_config::OPERATION.to_string(),
+                ),
+                ("disabled", c.disabled.to_string()),
+            ]
+        },
+        |c| views::job_config(&app.tenancy, c),
+    ))
 }

@@ -44,29 +44,25 @@ pub async fn delete(app: &App, id: &str) -> Result<HttpResponse, AppError> {
 
 pub async fn list(app: &App, request: &HttpRequest) -> Result<HttpResponse, AppError> {
     let query = ListQuery::parse(&request.query, &LIST)?;
-    let matches = |value: &str, filter: &str| {
-        query
-            .filter(filter)
-            .is_none_or(|wanted| wanted.iter().any(|w| w == value))
-    };
-    let items = app
-        .kms
-        .list()
-        .await?
-        .into_iter()
-        .filter(|k| {
-            matches(&k.id.to_string(), "id")
-                && matches(&k.name, "name")
-                && matches(&k.account_id, "account_id")
-                && matches(k.cloud_name(), "cloud_name")
-                && matches(STATUS_ACTIVE, "status")
-                && matches(
-                    k.connection.as_ref().map_or("", |c| c.name.as_str()),
+    let items = app.kms.list().await?;
+    Ok(super::page_of(
+        &query,
+        items,
+        |k| {
+            vec![
+                ("id", k.id.to_string()),
+                ("name", k.name.clone()),
+                ("account_id", k.account_id.clone()),
+                ("cloud_name", k.cloud_name().to_string()),
+                ("status", STATUS_ACTIVE.to_string()),
+                (
                     "connection",
-                )
-        })
-        .map(|k| views::kms(&app.tenancy, &k))
-        .collect();
-    let (page, total) = query.page(items);
-    Ok(HttpResponse::json(200, query.envelope(page, total)))
+                    k.connection
+                        .as_ref()
+                        .map_or(String::new(), |c| c.name.clone()),
+                ),
+            ]
+        },
+        |k| views::kms(&app.tenancy, k),
+    ))
 }
