@@ -25,8 +25,6 @@ pub struct App {
     pub organization: Arc<dyn Organization>,
     /// The user pool behind `POST /v1/auth/tokens`; None when none is configured.
     pub sign_in: Option<Arc<dyn SignIn>>,
-    /// Its app client, which the sign-in answer names.
-    pub sign_in_client_id: String,
     pub tenancy: Tenancy,
     pub sync: SyncSettings,
     /// The configured discovery inputs (`ORG_*`): run before each scheduled sync when configured.
@@ -68,7 +66,6 @@ impl App {
             identity: Arc::new(FixedCallerIdentity(caller_account.to_string())),
             organization: parts.organization.clone(),
             sign_in: None,
-            sign_in_client_id: String::new(),
             tenancy: Tenancy::default(),
             sync: SyncSettings::default(),
             discovery: DiscoveryInput::default(),

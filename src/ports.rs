@@ -548,6 +548,8 @@ pub struct IssuedTokens {
 /// The identity service users sign in with (a Cognito user pool in AWS).
 #[async_trait]
 pub trait SignIn: Send + Sync {
+    /// The app client users sign in to, which the sign-in answer names.
+    fn client_id(&self) -> &str;
     /// `Unauthorized`, with one message for an unknown user and a wrong password.
     async fn with_password(&self, username: &str, password: &str)
     -> Result<IssuedTokens, AppError>;

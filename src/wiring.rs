@@ -10,7 +10,7 @@ use crate::adapters::organizations::AwsOrganization;
 use crate::adapters::scheduler::EventBridgeSchedules;
 use crate::adapters::secrets::SecretsManagerStore;
 use crate::adapters::sqs::SqsDispatcher;
-use crate::adapters::sts::{RoleCredentials, StsCallerIdentity};
+use crate::adapters::sts::StsCallerIdentity;
 use crate::api::auth::{Authenticator, PoolTokens};
 use crate::app::App;
 use crate::config::{Config, ConfigError};
@@ -47,11 +47,17 @@ pub async fn entry_from_env() -> Result<Entry, ConfigError> {
 /// The whole object graph for one configuration and one set of AWS settings.
 pub fn build_entry(config: &Config, sdk: &SdkConfig) -> Result<Entry, ConfigError> {
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
-    let roles = Arc::new(RoleCredentials::new(aws_sdk_sts::Client::new(sdk)));
     let secrets: Arc<dyn SecretStore> = Arc::new(SecretsManagerStore::new(
         aws_sdk_secretsmanager::Client::new(sdk),
         &config.secrets_prefix,
     ));
+    let source = AwsKeySourceFactory::new(
+        sdk.clone(),
+        config.sync.rate_share,
+        config.sync.quotas,
+        secrets.clone(),
+    );
+    let roles = source.roles();
     let app = App {
         kms: Arc::new(DynamoKmsRegistry::new(dynamodb.clone(), &config.kms_table)),
         job_configs: Arc::new(DynamoNamedStore::new(dynamodb.clone(), &config.kms_table)),
@@ -75,12 +81,7 @@ pub fn build_entry(config: &Config, sdk: &SdkConfig) -> Result<Entry, ConfigErro
             &config.keys_table,
             &config.jobs_table,
         )),
-        source: Arc::new(AwsKeySourceFactory::new(
-            sdk.clone(),
-            config.sync.rate_share,
-            config.sync.quotas,
-            secrets.clone(),
-        )),
+        source: Arc::new(source),
         dispatcher: Arc::new(SqsDispatcher::new(
             aws_sdk_sqs::Client::new(sdk),
             &config.work_queue_url,
@@ -93,12 +94,6 @@ pub fn build_entry(config: &Config, sdk: &SdkConfig) -> Result<Entry, ConfigErro
                 &pool.client_id,
             )) as Arc<dyn SignIn>
         }),
-        sign_in_client_id: config
-            .auth
-            .cognito
-            .as_ref()
-            .map(|pool| pool.client_id.clone())
-            .unwrap_or_default(),
         tenancy: config.tenancy.clone(),
         sync: config.sync.clone(),
         discovery: config.discovery.clone(),

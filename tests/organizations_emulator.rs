@@ -1,7 +1,8 @@
 //! AWS Organizations discovery on the emulator (issue 11): an organization of 20 member accounts in 3
 //! organizational units, made through the real SDK in moto. A discovery registers exactly the active
 //! accounts; a second run changes nothing; an account that left or was suspended is kept and marked, its
-//! keys stay, and no sync job counts it as failed; the scheduled sync discovers before it syncs.
+//! keys stay, and no sync job counts it as failed; the scheduled sync discovers before it syncs. One case runs
+//! in memory, where units nest deeper than moto makes them easy to build.
 
 mod common;
 
@@ -340,4 +341,40 @@ async fn a_discovery_without_its_inputs_is_refused_and_writes_nothing() {
     .await;
     assert_eq!(refused.0, 409, "{}", refused.1);
     assert!(registered(&stack).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_discovery_in_memory_walks_child_units_and_marks_what_left() {
+    let (entry, parts) = memory_entry(100);
+    let org = &parts.organization;
+    // r-root > ou-a > ou-a-child; ou-b beside it.
+    org.add_unit("ou-a", "r-root");
+    org.add_unit("ou-a-child", "ou-a");
+    org.add_unit("ou-b", "r-root");
+    org.put_account("111111111111", "ACTIVE", "ou-a");
+    org.put_account("222222222222", "ACTIVE", "ou-a-child");
+    org.put_account("333333333333", "ACTIVE", "ou-b");
+    let body = json!({"management_role_arn": "arn:aws:iam::999999999999:role/org-reader",
+                      "member_role_name": MEMBER_ROLE, "regions": [REGION],
+                      "organizational_units": ["ou-a"]});
+    let discover = || {
+        request(
+            &entry,
+            "POST",
+            "/api/v1/cckm/aws/organization-discoveries",
+            Some(body.clone()),
+        )
+    };
+    let (status, report) = discover().await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        report["registered"],
+        json!(["org-111111111111", "org-222222222222"]),
+        "{report}"
+    );
+    org.remove_account("222222222222");
+    org.put_account("111111111111", "SUSPENDED", "ou-a");
+    let (_, report) = discover().await;
+    assert_eq!(report["left"], json!(["org-222222222222"]), "{report}");
+    assert_eq!(report["suspended"], json!(["org-111111111111"]), "{report}");
 }

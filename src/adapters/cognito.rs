@@ -80,6 +80,10 @@ impl CognitoSignIn {
 
 #[async_trait]
 impl SignIn for CognitoSignIn {
+    fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
     async fn with_password(
         &self,
         username: &str,

@@ -70,6 +70,11 @@ impl AwsKeySourceFactory {
             secrets,
         }
     }
+
+    /// The role credentials it assumes with: one cache of them for every other reader of AWS too.
+    pub fn roles(&self) -> Arc<RoleCredentials> {
+        self.roles.clone()
+    }
 }
 
 #[async_trait]

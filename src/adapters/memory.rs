@@ -1014,16 +1014,10 @@ impl SecretStore for MemorySecretStore {
     }
 }
 
-/// Schedules in memory, kept so tests can look at them.
+/// Schedules in memory.
 #[derive(Default)]
 pub struct MemorySchedules {
     schedules: Mutex<BTreeMap<Uuid, ScheduleSpec>>,
-}
-
-impl MemorySchedules {
-    pub fn get(&self, id: Uuid) -> Option<ScheduleSpec> {
-        lock(&self.schedules).get(&id).cloned()
-    }
 }
 
 #[async_trait]

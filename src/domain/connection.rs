@@ -3,9 +3,9 @@
 //! connection keeps only where (`secret_id`). Bodies are read as CCKM's clients send them: Terraform sends
 //! every field, read-only ones and Go's empty strings included; an empty string means "not given".
 
-use super::AppError;
 use super::region::is_valid_region;
 use super::time::{Timestamp, rfc3339};
+use super::{AppError, given};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -105,11 +105,6 @@ pub struct NewConnection {
 
 const CLOUDS: [&str; 3] = ["aws", "aws-us-gov", "aws-cn"];
 const STS_ENDPOINTS: [&str; 2] = ["legacy", "regional"];
-
-/// Go's zero value for a string: not given.
-fn given(value: Option<String>) -> Option<String> {
-    value.filter(|v| !v.trim().is_empty())
-}
 
 fn check_role(arn: &Option<String>) -> Result<(), AppError> {
     if let Some(arn) = arn

@@ -4,8 +4,8 @@
 //! Go's zero dates and empty strings meaning "not given". `run_at` is a five-field cron, converted here to
 //! the six-field `cron(...)` EventBridge Scheduler takes.
 
-use super::AppError;
 use super::time::{Timestamp, rfc3339};
+use super::{AppError, given};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -82,10 +82,6 @@ const READ_ONLY: [&str; 8] = [
     "updatedAt",
     "job_config_params",
 ];
-
-fn given(value: Option<String>) -> Option<String> {
-    value.filter(|v| !v.trim().is_empty())
-}
 
 /// A date as given; Go's zero time (year 1) and an empty string are "not given".
 fn date(field: &str, value: Option<String>) -> Result<Option<Timestamp>, AppError> {

@@ -16,3 +16,8 @@ pub mod sync_request;
 pub mod time;
 
 pub use error::AppError;
+
+/// A string field as CCKM's Terraform client sends it: Go's zero value (empty, or blank) is "not given".
+pub(crate) fn given(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
+}

@@ -82,7 +82,7 @@ pub async fn create(app: &App, request: &HttpRequest) -> Result<HttpResponse, Ap
     };
     Ok(HttpResponse::json(
         200,
-        answer(issued, used_refresh, &app.sign_in_client_id),
+        answer(issued, used_refresh, sign_in.client_id()),
     ))
 }
 
