@@ -20,6 +20,8 @@ pub struct App {
     pub jobs: Arc<dyn JobStore>,
     pub keys: Arc<dyn KeyStore>,
     pub source: Arc<dyn KeySourceFactory>,
+    /// Changes keys in AWS, for the API's key operations.
+    pub writer: Arc<dyn KeyWriterFactory>,
     pub dispatcher: Arc<dyn Dispatcher>,
     pub identity: Arc<dyn CallerIdentity>,
     pub organization: Arc<dyn Organization>,
@@ -62,6 +64,7 @@ impl App {
             jobs: parts.jobs.clone(),
             keys: parts.keys.clone(),
             source: parts.source.clone(),
+            writer: parts.source.clone(),
             dispatcher: parts.dispatcher.clone(),
             identity: Arc::new(FixedCallerIdentity(caller_account.to_string())),
             organization: parts.organization.clone(),

@@ -6,6 +6,7 @@ use crate::domain::connection::{AwsConnection, StaticKeys};
 use crate::domain::job::{FanOut, Job, UnitStatus, WorkItem};
 use crate::domain::job_config::JobConfig;
 use crate::domain::key::{KeyDetails, KeyRecord};
+use crate::domain::key_change::{KeyChange, NewKey};
 pub use crate::domain::key_query::{KeyIndex, UnitCount};
 use crate::domain::kms::KmsResource;
 use crate::domain::organization::OrgAccount;
@@ -499,6 +500,24 @@ pub trait KeySourceFactory: Send + Sync {
         connection: &Connection,
         region: &str,
     ) -> Result<Arc<dyn KeySource>, SourceError>;
+}
+
+/// Changes the keys of one account and region in AWS: the API's key operations, for CCKM's clients.
+/// AWS's refusal is the API's error (400, 404 or 409), as the user is to read it.
+#[async_trait]
+pub trait KeyWriter: Send + Sync {
+    /// Creates the key (with its alias, when it names one) and answers its key id.
+    async fn create_key(&self, key: &NewKey) -> Result<String, AppError>;
+    async fn change_key(&self, key_id: &str, change: &KeyChange) -> Result<(), AppError>;
+}
+
+#[async_trait]
+pub trait KeyWriterFactory: Send + Sync {
+    async fn open_writer(
+        &self,
+        connection: &Connection,
+        region: &str,
+    ) -> Result<Arc<dyn KeyWriter>, SourceError>;
 }
 
 /// The account the function's own credentials belong to (STS GetCallerIdentity).

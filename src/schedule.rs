@@ -58,7 +58,7 @@ pub async fn run(app: &App, trigger: Trigger) -> Value {
     {
         tracing::error!(error = %err, "organization discovery failed; the sync goes on without it");
     }
-    match async { jobs::start(app, request?).await }.await {
+    match async { jobs::start(app, request?, |_| Ok(())).await }.await {
         Ok(job) => {
             tracing::info!(job_id = %job.id, "scheduled synchronization started");
             json!({"started": true, "job_id": job.id, "overall_status": job.overall_status.as_str()})

@@ -51,12 +51,12 @@ pub fn build_entry(config: &Config, sdk: &SdkConfig) -> Result<Entry, ConfigErro
         aws_sdk_secretsmanager::Client::new(sdk),
         &config.secrets_prefix,
     ));
-    let source = AwsKeySourceFactory::new(
+    let source = Arc::new(AwsKeySourceFactory::new(
         sdk.clone(),
         config.sync.rate_share,
         config.sync.quotas,
         secrets.clone(),
-    );
+    ));
     let roles = source.roles();
     let app = App {
         kms: Arc::new(DynamoKmsRegistry::new(dynamodb.clone(), &config.kms_table)),
@@ -81,7 +81,8 @@ pub fn build_entry(config: &Config, sdk: &SdkConfig) -> Result<Entry, ConfigErro
             &config.keys_table,
             &config.jobs_table,
         )),
-        source: Arc::new(source),
+        source: source.clone(),
+        writer: source,
         dispatcher: Arc::new(SqsDispatcher::new(
             aws_sdk_sqs::Client::new(sdk),
             &config.work_queue_url,

@@ -4,13 +4,14 @@
 //! Reads one key the way the engine and the single-key refresh both need it: DescribeKey, then tags,
 //! policy and rotation at once.
 
+use super::kms_writes::AwsKeyWriter;
 use super::rate_limit::{KmsOperation, Quotas, RateLimits};
 use super::sts::RoleCredentials;
 use crate::domain::AppError;
 use crate::domain::key::{AwsParam, KeyDetails, Tag, supports_rotation};
 use crate::ports::{
-    Connection, KeyMaterials, KeyPage, KeyRotation, KeySource, KeySourceFactory, ListedKey,
-    SecretStore, SourceError, SourceReport,
+    Connection, KeyMaterials, KeyPage, KeyRotation, KeySource, KeySourceFactory, KeyWriter,
+    KeyWriterFactory, ListedKey, SecretStore, SourceError, SourceReport,
 };
 use async_trait::async_trait;
 use aws_config::SdkConfig;
@@ -77,16 +78,18 @@ impl AwsKeySourceFactory {
     }
 }
 
-#[async_trait]
-impl KeySourceFactory for AwsKeySourceFactory {
-    async fn open(
+impl AwsKeySourceFactory {
+    /// A KMS client of one account and region, with the connection's credentials: its static keys (from
+    /// the secret store), the role it assumes (from them or from the function's own), or the function's own.
+    async fn client(
         &self,
         connection: &Connection,
         region: &str,
-    ) -> Result<Arc<dyn KeySource>, SourceError> {
+        retry: RetryConfig,
+    ) -> Result<Client, SourceError> {
         let mut config = aws_sdk_kms::config::Builder::from(&self.sdk)
             .region(aws_sdk_kms::config::Region::new(region.to_string()))
-            .retry_config(retry_config())
+            .retry_config(retry)
             // Throttling in one account and region must not slow the SDK's other clients down.
             .retry_partition(RetryPartition::new(format!(
                 "kms-{}-{region}",
@@ -119,7 +122,18 @@ impl KeySourceFactory for AwsKeySourceFactory {
             (None, Some(keys)) => config = config.credentials_provider(keys),
             (None, None) => {}
         }
-        let client = Client::from_conf(config.build());
+        Ok(Client::from_conf(config.build()))
+    }
+}
+
+#[async_trait]
+impl KeySourceFactory for AwsKeySourceFactory {
+    async fn open(
+        &self,
+        connection: &Connection,
+        region: &str,
+    ) -> Result<Arc<dyn KeySource>, SourceError> {
+        let client = self.client(connection, region, retry_config()).await?;
         let source = AwsKeySource::new(client, &connection.account_id, region, self.limits.clone());
         Ok(Arc::new(match &connection.assume_role_arn {
             Some(role) => {
@@ -127,6 +141,21 @@ impl KeySourceFactory for AwsKeySourceFactory {
             }
             None => source,
         }))
+    }
+}
+
+#[async_trait]
+impl KeyWriterFactory for AwsKeySourceFactory {
+    async fn open_writer(
+        &self,
+        connection: &Connection,
+        region: &str,
+    ) -> Result<Arc<dyn KeyWriter>, SourceError> {
+        // A write is one call a user waits for: the SDK's own retries, not the sync's paced ones.
+        let client = self
+            .client(connection, region, RetryConfig::standard())
+            .await?;
+        Ok(Arc::new(AwsKeyWriter::new(client)))
     }
 }
 

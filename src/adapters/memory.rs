@@ -5,6 +5,7 @@ use crate::domain::AppError;
 use crate::domain::connection::StaticKeys;
 use crate::domain::job::{FanOut, Job, JobStatus, UnitStatus, WorkItem};
 use crate::domain::key::{KeyDetails, KeyRecord};
+use crate::domain::key_change::{KeyChange, NewKey, Replica};
 use crate::domain::kms::KmsResource;
 use crate::domain::organization::OrgAccount;
 use crate::domain::time::Timestamp;
@@ -857,6 +858,225 @@ impl KeySourceFactory for MemoryKeySource {
             pages_listed: Default::default(),
             reads: self.reads.clone(),
         }))
+    }
+}
+
+#[async_trait]
+impl KeyWriterFactory for MemoryKeySource {
+    async fn open_writer(
+        &self,
+        connection: &Connection,
+        region: &str,
+    ) -> Result<Arc<dyn KeyWriter>, SourceError> {
+        Ok(Arc::new(MemoryWriter {
+            regions: self.regions.clone(),
+            id: region_id(&connection.account_id, region),
+        }))
+    }
+}
+
+/// Writes to the scripted keys of one account and region, as AWS would change them.
+struct MemoryWriter {
+    regions: Arc<Mutex<HashMap<RegionId, RegionScript>>>,
+    id: RegionId,
+}
+
+impl MemoryWriter {
+    fn with_key(
+        &self,
+        key_id: &str,
+        change: impl FnOnce(&mut crate::domain::key::AwsParam) -> Result<(), AppError>,
+    ) -> Result<(), AppError> {
+        let mut regions = lock(&self.regions);
+        let script = regions.entry(self.id.clone()).or_default();
+        let details = script
+            .keys
+            .get_mut(key_id)
+            .ok_or_else(|| AppError::NotFound(format!("NotFoundException: key {key_id}")))?;
+        change(&mut details.aws_param)
+    }
+
+    /// A copy of the key in another region of the account: the same key id, its own ARN.
+    fn replicate(&self, key_id: &str, replica: &Replica) -> Result<(), AppError> {
+        let mut regions = lock(&self.regions);
+        let (account, _) = &self.id;
+        let mut copy = regions[&self.id].keys[key_id].clone();
+        copy.aws_param.arn = format!("arn:aws:kms:{}:{account}:key/{key_id}", replica.region);
+        copy.aws_param.alias.clear();
+        copy.aws_param.description = replica.description.clone().or(copy.aws_param.description);
+        copy.aws_param.tags = Some(replica.tags.clone());
+        let target = regions
+            .entry(region_id(account, &replica.region))
+            .or_default();
+        if target.keys.contains_key(key_id) {
+            return Err(AppError::Conflict(format!(
+                "AlreadyExistsException: key {key_id} has a replica in {}",
+                replica.region
+            )));
+        }
+        target.keys.insert(key_id.to_string(), copy);
+        Ok(())
+    }
+
+    /// Every copy of the multi-Region key names `region`'s as its primary.
+    fn move_primary(&self, key_id: &str, region: &str) -> Result<(), AppError> {
+        let mut regions = lock(&self.regions);
+        let (account, _) = &self.id;
+        let primary = format!("arn:aws:kms:{region}:{account}:key/{key_id}");
+        if !regions
+            .get(&region_id(account, region))
+            .is_some_and(|s| s.keys.contains_key(key_id))
+        {
+            return Err(AppError::NotFound(format!(
+                "NotFoundException: no replica of {key_id} in {region}"
+            )));
+        }
+        for ((owner, copy_region), script) in regions.iter_mut() {
+            if let (true, Some(copy)) = (owner == account, script.keys.get_mut(key_id)) {
+                let kind = if copy_region == region {
+                    "PRIMARY"
+                } else {
+                    "REPLICA"
+                };
+                copy.aws_param.multi_region_configuration = Some(serde_json::json!({
+                    "MultiRegionKeyType": kind,
+                    "PrimaryKey": {"Arn": primary, "Region": region},
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    fn alias_taken(&self, alias: &str) -> bool {
+        lock(&self.regions).get(&self.id).is_some_and(|script| {
+            script
+                .keys
+                .values()
+                .any(|d| d.aws_param.alias.iter().any(|a| a == alias))
+        })
+    }
+}
+
+#[async_trait]
+impl KeyWriter for MemoryWriter {
+    async fn create_key(&self, key: &NewKey) -> Result<String, AppError> {
+        if let Some(alias) = &key.alias
+            && self.alias_taken(alias)
+        {
+            return Err(AppError::Conflict(format!(
+                "AlreadyExistsException: {alias}"
+            )));
+        }
+        let (account, region) = &self.id;
+        let key_id = Uuid::new_v4().to_string();
+        let imported = key.origin == "EXTERNAL";
+        let param = crate::domain::key::AwsParam {
+            aws_account_id: account.clone(),
+            arn: format!("arn:aws:kms:{region}:{account}:key/{key_id}"),
+            key_id: key_id.clone(),
+            alias: key.alias.iter().cloned().collect(),
+            creation_date: Some(crate::domain::time::format(&crate::domain::time::now())),
+            description: Some(key.description.clone().unwrap_or_default()),
+            enabled: Some(!imported),
+            key_state: Some(if imported { "PendingImport" } else { "Enabled" }.into()),
+            key_usage: Some(
+                key.usage
+                    .clone()
+                    .unwrap_or_else(|| "ENCRYPT_DECRYPT".into()),
+            ),
+            key_manager: Some("CUSTOMER".into()),
+            origin: Some(key.origin.clone()),
+            customer_master_key_spec: Some(key.spec.clone()),
+            multi_region: Some(key.multi_region),
+            tags: Some(key.tags.clone()),
+            policy: key.policy.clone(),
+            ..Default::default()
+        };
+        lock(&self.regions)
+            .entry(self.id.clone())
+            .or_default()
+            .keys
+            .insert(
+                key_id.clone(),
+                KeyDetails {
+                    aws_param: param,
+                    read_errors: BTreeMap::new(),
+                },
+            );
+        Ok(key_id)
+    }
+
+    async fn change_key(&self, key_id: &str, change: &KeyChange) -> Result<(), AppError> {
+        if let KeyChange::AddAlias(alias) = change
+            && self.alias_taken(alias)
+        {
+            return Err(AppError::Conflict(format!(
+                "AlreadyExistsException: {alias}"
+            )));
+        }
+        self.with_key(key_id, |key| {
+            let state = |key: &mut crate::domain::key::AwsParam, state: &str, enabled: bool| {
+                key.key_state = Some(state.into());
+                key.enabled = Some(enabled);
+            };
+            match change {
+                KeyChange::AddAlias(alias) => key.alias.push(alias.clone()),
+                KeyChange::DeleteAlias(alias) => {
+                    let before = key.alias.len();
+                    key.alias.retain(|a| a != alias);
+                    if key.alias.len() == before {
+                        return Err(AppError::NotFound(format!(
+                            "alias '{alias}' does not name key {key_id}"
+                        )));
+                    }
+                }
+                KeyChange::UpdateDescription(text) => key.description = Some(text.clone()),
+                KeyChange::AddTags(tags) => {
+                    let all = key.tags.get_or_insert_with(Vec::new);
+                    all.retain(|t| !tags.iter().any(|n| n.key == t.key));
+                    all.extend(tags.iter().cloned());
+                }
+                KeyChange::RemoveTags(keys) => {
+                    key.tags
+                        .get_or_insert_with(Vec::new)
+                        .retain(|t| !keys.contains(&t.key));
+                }
+                KeyChange::PutPolicy { policy, .. } => key.policy = Some(policy.clone()),
+                KeyChange::Enable => state(key, "Enabled", true),
+                KeyChange::Disable => state(key, "Disabled", false),
+                KeyChange::EnableAutoRotation { period_in_days } => {
+                    key.key_rotation_enabled = Some(true);
+                    key.rotation_period_in_days = Some(period_in_days.unwrap_or(365));
+                }
+                KeyChange::DisableAutoRotation => key.key_rotation_enabled = Some(false),
+                KeyChange::ScheduleDeletion { days } => {
+                    state(key, "PendingDeletion", false);
+                    key.pending_deletion_window_in_days = Some(*days);
+                }
+                // AWS leaves a key whose deletion was cancelled disabled.
+                KeyChange::CancelDeletion => {
+                    state(key, "Disabled", false);
+                    key.pending_deletion_window_in_days = None;
+                    key.deletion_date = None;
+                }
+                KeyChange::DeleteMaterial => state(key, "PendingImport", false),
+                // Scripted keys have no material whose rotation anything here reads.
+                KeyChange::RotateMaterial => {}
+                KeyChange::Replicate(_) | KeyChange::UpdatePrimaryRegion(_) => {
+                    if key.multi_region != Some(true) {
+                        return Err(AppError::InvalidParam(format!(
+                            "UnsupportedOperationException: key {key_id} is not a multi-Region key"
+                        )));
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        match change {
+            KeyChange::Replicate(replica) => self.replicate(key_id, replica),
+            KeyChange::UpdatePrimaryRegion(region) => self.move_primary(key_id, region),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -5,6 +5,7 @@ pub mod cognito;
 pub mod counting;
 pub mod dynamodb;
 pub mod kms;
+pub mod kms_writes;
 pub mod memory;
 pub mod organizations;
 pub mod rate_limit;

@@ -8,6 +8,8 @@
 use super::request::HttpRequest;
 use crate::config::{AuthConfig, CognitoConfig, ConfigError};
 use crate::domain::AppError;
+use crate::domain::acl;
+use crate::domain::kms::KmsResource;
 use crate::ports::SigningKeys;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
@@ -38,7 +40,47 @@ pub enum Role {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub subject: String,
+    /// The user's other id (a pool user's `sub`, when `subject` is the user name): ACLs may name either.
+    pub user_id: Option<String>,
+    /// The user pool groups the user is in: ACLs may name them.
+    pub groups: Vec<String>,
     pub role: Role,
+}
+
+impl Principal {
+    /// No one: the caller of the sign-in route, which takes no token and may do nothing else.
+    pub fn nobody() -> Principal {
+        Principal {
+            subject: String::new(),
+            user_id: None,
+            groups: Vec::new(),
+            role: Role::NoAccess,
+        }
+    }
+
+    /// Whether the role alone lets the caller view every KMS resource's keys.
+    pub fn views_all(&self) -> bool {
+        self.role != Role::NoAccess
+    }
+
+    /// Whether the caller may do the key `action` in `kms`: an admin may do anything, a reader may view,
+    /// and the resource's ACLs may grant any action to the user or one of their groups.
+    pub fn may(&self, kms: &KmsResource, action: &str) -> Result<(), AppError> {
+        let by_role = match self.role {
+            Role::Admin => true,
+            Role::ReadOnly => action == acl::VIEW,
+            Role::NoAccess => false,
+        };
+        let mut ids = vec![self.subject.as_str()];
+        ids.extend(self.user_id.as_deref());
+        if by_role || acl::permits(&kms.acls, &ids, &self.groups, action) {
+            return Ok(());
+        }
+        Err(AppError::Forbidden(format!(
+            "user '{}' may not {action} in KMS resource '{}'",
+            self.subject, kms.name
+        )))
+    }
 }
 
 #[derive(Deserialize)]
@@ -156,8 +198,14 @@ impl PoolTokens {
         } else {
             Role::NoAccess
         };
+        let (subject, user_id) = match claims.username {
+            Some(username) => (username, claims.sub),
+            None => (claims.sub.unwrap_or_default(), None),
+        };
         Ok(Principal {
-            subject: claims.username.or(claims.sub).unwrap_or_default(),
+            subject,
+            user_id,
+            groups: claims.groups,
             role,
         })
     }
@@ -206,6 +254,8 @@ impl Authenticator {
             let subject = claims.get("sub").cloned().unwrap_or_default();
             return Ok(Principal {
                 subject,
+                user_id: None,
+                groups: Vec::new(),
                 role: Role::Admin,
             });
         }
@@ -268,6 +318,8 @@ impl Authenticator {
             .map_err(|err| unauthorized(rejection(&err)))?;
         Ok(Principal {
             subject: data.claims.sub.unwrap_or_default(),
+            user_id: None,
+            groups: Vec::new(),
             role: Role::Admin,
         })
     }

@@ -26,6 +26,9 @@ enum Route {
     KeyCollection,
     Key(String),
     KeyRefresh(String),
+    /// `POST /keys/{id}/<action>`: a change to the key in AWS.
+    KeyAction(String, String),
+    KmsUpdateAcls(String),
     KeyRotations(String),
     KeyVersions(String),
     OrganizationDiscoveries,
@@ -43,15 +46,15 @@ impl Route {
         match self {
             Route::KmsCollection
             | Route::JobCollection
+            | Route::KeyCollection
             | Route::ConnectionCollection
             | Route::JobConfigCollection => "GET, POST",
             Route::Kms(_) | Route::Connection(_) | Route::JobConfig(_) => "GET, PATCH, DELETE",
-            Route::Job(_)
-            | Route::KeyCollection
-            | Route::KeyRotations(_)
-            | Route::KeyVersions(_) => "GET",
+            Route::Job(_) | Route::KeyRotations(_) | Route::KeyVersions(_) => "GET",
             Route::JobCancel(_)
             | Route::KeyRefresh(_)
+            | Route::KeyAction(..)
+            | Route::KmsUpdateAcls(_)
             | Route::OrganizationDiscoveries
             | Route::SignIn
             | Route::JobConfigRunNow(_) => "POST",
@@ -89,6 +92,7 @@ impl Route {
         Some(match segments.as_slice() {
             ["kms"] => Route::KmsCollection,
             ["kms", id_] => Route::Kms(id(id_)?),
+            ["kms", id_, "update-acls"] => Route::KmsUpdateAcls(id(id_)?),
             ["synchronization-jobs"] => Route::JobCollection,
             ["synchronization-jobs", id_] => Route::Job(id(id_)?),
             ["synchronization-jobs", id_, "cancel"] => Route::JobCancel(id(id_)?),
@@ -97,6 +101,7 @@ impl Route {
             ["keys", id_, "refresh"] => Route::KeyRefresh(id(id_)?),
             ["keys", id_, "rotations"] => Route::KeyRotations(id(id_)?),
             ["keys", id_, "versions"] => Route::KeyVersions(id(id_)?),
+            ["keys", id_, action] => Route::KeyAction(id(id_)?, id(action)?),
             ["organization-discoveries"] => Route::OrganizationDiscoveries,
             _ => return None,
         })
@@ -132,13 +137,17 @@ impl Api {
             Some(Route::SignIn) => None,
             _ => Some(self.auth.authenticate(request).await?),
         };
+        // Sign-in's caller is nobody yet; every other route has a principal.
+        let caller = principal.clone().unwrap_or_else(Principal::nobody);
         let route =
             route.ok_or_else(|| AppError::NotFound(format!("no route for {}", request.path)))?;
         request::check_body(request)?;
         let app = &self.app;
         let method = request.method.as_str();
-        if let Some(principal) = principal {
-            allow(&principal, method)?;
+        if let Some(principal) = &principal
+            && !decided_by_acls(&route, method)
+        {
+            allow(principal, method)?;
         }
         match (&route, method) {
             (Route::SignIn, "POST") => routes::tokens::create(app, request).await,
@@ -157,19 +166,28 @@ impl Api {
             (Route::Connection(id), "DELETE") => routes::connections::delete(app, id).await,
             (Route::KmsCollection, "POST") => routes::kms::create(app, request).await,
             (Route::KmsCollection, "GET") => routes::kms::list(app, request).await,
-            (Route::Kms(id), "GET") => routes::kms::get(app, id).await,
+            (Route::Kms(id), "GET") => routes::kms::get(app, id, &caller).await,
+            (Route::KmsUpdateAcls(id), "POST") => routes::kms::update_acls(app, id, request).await,
             (Route::Kms(id), "PATCH") => routes::kms::patch(app, id, request).await,
             (Route::Kms(id), "DELETE") => routes::kms::delete(app, id).await,
-            (Route::JobCollection, "POST") => routes::jobs::create(app, request).await,
+            (Route::JobCollection, "POST") => routes::jobs::create(app, request, &caller).await,
             (Route::JobCollection, "GET") => routes::jobs::list(app, request).await,
             (Route::Job(id), "GET") => routes::jobs::get(app, id).await,
             (Route::JobCancel(id), "POST") => routes::jobs::cancel(app, id).await,
-            (Route::KeyCollection, "GET") => routes::keys::list(app, request).await,
-            (Route::Key(id), "GET") => routes::keys::get(app, id).await,
+            (Route::KeyCollection, "GET") => routes::keys::list(app, request, &caller).await,
+            (Route::KeyCollection, "POST") => routes::keys::create(app, request, &caller).await,
+            (Route::Key(id), "GET") => routes::keys::get(app, id, &caller).await,
             (Route::Key(id), "DELETE") => routes::keys::delete(app, id).await,
-            (Route::KeyRefresh(id), "POST") => routes::keys::refresh(app, id).await,
-            (Route::KeyRotations(id), "GET") => routes::keys::rotations(app, id, request).await,
-            (Route::KeyVersions(id), "GET") => routes::keys::versions(app, id, request).await,
+            (Route::KeyRefresh(id), "POST") => routes::keys::refresh(app, id, &caller).await,
+            (Route::KeyAction(id, action), "POST") => {
+                routes::keys::change(app, id, action, request, &caller).await
+            }
+            (Route::KeyRotations(id), "GET") => {
+                routes::keys::rotations(app, id, request, &caller).await
+            }
+            (Route::KeyVersions(id), "GET") => {
+                routes::keys::versions(app, id, request, &caller).await
+            }
             (Route::OrganizationDiscoveries, "POST") => routes::discovery::run(app, request).await,
             _ => Err(AppError::MethodNotAllowed {
                 method: method.to_string(),
@@ -178,6 +196,20 @@ impl Api {
             }),
         }
     }
+}
+
+/// The requests whose KMS resource decides, by the caller's role and its ACLs (`Principal::may`): key
+/// reads and writes, and sync jobs. Every other request goes by the role alone (`allow`).
+fn decided_by_acls(route: &Route, method: &str) -> bool {
+    matches!(
+        (route, method),
+        (Route::Kms(_), "GET")
+            | (Route::KeyCollection, "GET" | "POST")
+            | (Route::Key(_), "GET")
+            | (Route::KeyRotations(_) | Route::KeyVersions(_), "GET")
+            | (Route::KeyRefresh(_) | Route::KeyAction(..), "POST")
+            | (Route::JobCollection, "POST")
+    )
 }
 
 /// What the caller's role allows: admins everything, readers GETs, anyone else nothing.
@@ -256,6 +288,14 @@ mod tests {
             Some(Route::KeyRefresh("k".into()))
         );
         assert_eq!(Route::parse("/v1/cckm/aws/keys//refresh"), None);
+        assert_eq!(
+            Route::parse("/v1/cckm/aws/keys/k/add-alias"),
+            Some(Route::KeyAction("k".into(), "add-alias".into()))
+        );
+        assert_eq!(
+            Route::parse("/v1/cckm/aws/kms/a/update-acls"),
+            Some(Route::KmsUpdateAcls("a".into()))
+        );
         assert_eq!(Route::parse("/v1/cckm/azure/keys"), None);
         assert_eq!(Route::parse("/v2/cckm/aws/kms"), None);
     }

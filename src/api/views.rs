@@ -78,8 +78,7 @@ pub fn kms(tenancy: &Tenancy, kms: &KmsResource) -> Value {
     fields.insert("status".into(), Value::from(STATUS_ACTIVE));
     fields.insert("cloud_name".into(), Value::from(kms.cloud_name()));
     fields.insert("auto_added".into(), Value::from(kms.auto_added));
-    // CCKM's per-resource access lists; access here is by the user pool's groups.
-    fields.insert("acls".into(), json!([]));
+    fields.insert("acls".into(), json!(kms.acls));
     fields.insert(
         "connection".into(),
         json!(kms.connection.as_ref().map(|c| c.name.as_str())),

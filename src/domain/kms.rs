@@ -1,6 +1,7 @@
 //! A KMS resource: a named connection to one AWS account (its id, the regions to sync, the role to assume).
 //! Create and patch bodies are validated here into types that cannot hold invalid values.
 
+use super::acl::AclEntry;
 use super::error::AppError;
 use super::region::is_valid_region;
 use super::time::{Timestamp, rfc3339};
@@ -35,6 +36,9 @@ pub struct KmsResource {
     /// The AWS connection it reaches AWS with; None: the function's own credentials.
     #[serde(default)]
     pub connection: Option<ConnectionLink>,
+    /// Key actions granted to users and groups beyond their role.
+    #[serde(default)]
+    pub acls: Vec<AclEntry>,
 }
 
 /// A KMS resource's AWS connection: its id, and its name, which never changes.
@@ -163,6 +167,7 @@ impl CreateKmsBody {
             auto_added: false,
             org_status: None,
             connection: None,
+            acls: Vec::new(),
         })
     }
 }

@@ -204,6 +204,7 @@ pub fn plan(
                 auto_added: true,
                 org_status: Some(OrgStatus::Active),
                 connection: None,
+                acls: Vec::new(),
             }),
         }
     }

@@ -177,6 +177,7 @@ mod tests {
             auto_added: false,
             org_status: None,
             connection: None,
+            acls: Vec::new(),
         }
     }
 

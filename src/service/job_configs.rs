@@ -101,5 +101,6 @@ pub async fn run_now(app: &App, id_or_name: &str) -> Result<Job, AppError> {
         config.params.regions.clone(),
         Some(config.params.synchronize_all),
     )?;
-    super::jobs::start(app, request).await
+    // The schedule's owner set it up; it syncs what it names.
+    super::jobs::start(app, request, |_| Ok(())).await
 }

@@ -5,16 +5,23 @@
 use crate::app::App;
 use crate::domain::AppError;
 use crate::domain::job::{DIRECT_DISPATCH_UNITS, FanOut, Job, UnitStatus, WorkItem};
+use crate::domain::kms::KmsResource;
 use crate::domain::sync_request::{SyncRequest, plan};
 use crate::domain::time::now;
 use chrono::Duration;
 use uuid::Uuid;
 
-pub async fn start(app: &App, request: SyncRequest) -> Result<Job, AppError> {
+/// Starts a job; `may` is asked of every resource it would sync (the API's caller may be refused).
+pub async fn start(
+    app: &App,
+    request: SyncRequest,
+    may: impl Fn(&KmsResource) -> Result<(), AppError>,
+) -> Result<Job, AppError> {
     let resources = match &request {
         SyncRequest::All => app.kms.list().await?,
         SyncRequest::Named { kms, .. } => super::kms::resolve(app, kms).await?,
     };
+    resources.iter().try_for_each(&may)?;
     let requested_regions = match &request {
         SyncRequest::All => &[][..],
         SyncRequest::Named { regions, .. } => regions.as_slice(),

@@ -61,7 +61,7 @@ pub async fn materials(app: &App, id: &str) -> Result<(KeyRecord, KeyMaterials),
 }
 
 /// The KMS resource a stored key was synced with; `Conflict` when it is no longer registered.
-async fn kms_of(app: &App, key: &KeyRecord) -> Result<KmsResource, AppError> {
+pub async fn kms_of(app: &App, key: &KeyRecord) -> Result<KmsResource, AppError> {
     app.kms.get(key.kms_id).await?.ok_or_else(|| {
         AppError::Conflict(format!(
             "the KMS resource of AWS key '{}' is no longer registered",
@@ -158,7 +158,7 @@ pub async fn reread(
     })
 }
 
-fn source_error(err: SourceError) -> AppError {
+pub fn source_error(err: SourceError) -> AppError {
     match err {
         SourceError::Refused(reason) => {
             AppError::Conflict(format!("AWS refused to read the key: {reason}"))

@@ -3,6 +3,7 @@
 
 use crate::app::App;
 use crate::domain::AppError;
+use crate::domain::acl::AclUpdate;
 use crate::domain::kms::{CreateKmsBody, KmsResource, PatchKmsBody};
 use crate::domain::list::parse_json_body;
 use crate::domain::time::now;
@@ -29,6 +30,15 @@ pub async fn patch(app: &App, id: &str, body: &[u8]) -> Result<KmsResource, AppE
     check_own_account(app, &next).await?;
     app.kms.replace(&next).await?;
     Ok(next)
+}
+
+pub async fn update_acls(app: &App, id: &str, body: &[u8]) -> Result<KmsResource, AppError> {
+    let update = AclUpdate::parse(body)?;
+    let mut kms = get(app, id).await?;
+    kms.acls = update.apply(&kms.acls);
+    kms.updated_at = now();
+    app.kms.replace(&kms).await?;
+    Ok(kms)
 }
 
 pub async fn delete(app: &App, id: &str) -> Result<(), AppError> {

@@ -5,6 +5,7 @@ pub mod connections;
 pub mod discovery;
 pub mod job_configs;
 pub mod jobs;
+pub mod key_writes;
 pub mod keys;
 pub mod kms;
 pub mod kms_events;

@@ -90,6 +90,7 @@ async fn main() {
         auto_added: false,
         org_status: None,
         connection: None,
+        acls: Vec::new(),
     };
     if let Err(err) = app.kms.insert(&kms).await {
         eprintln!("engine-bench: {err}");

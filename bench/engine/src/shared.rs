@@ -52,6 +52,7 @@ pub async fn register(
         auto_added: false,
         org_status: None,
         connection: None,
+        acls: Vec::new(),
     };
     app.kms
         .insert(&kms)

@@ -4,6 +4,7 @@
 use super::guarded::GuardedItems;
 use super::{Item, from_item, to_item};
 use crate::domain::AppError;
+use crate::domain::acl::AclEntry;
 use crate::domain::kms::{ConnectionLink, KmsResource, OrgStatus};
 use crate::domain::time::{Timestamp, rfc3339};
 use crate::ports::KmsRegistry;
@@ -31,6 +32,8 @@ struct KmsItem {
     org_status: Option<OrgStatus>,
     #[serde(default)]
     connection: Option<ConnectionLink>,
+    #[serde(default)]
+    acls: Vec<AclEntry>,
 }
 
 impl From<&KmsResource> for KmsItem {
@@ -47,6 +50,7 @@ impl From<&KmsResource> for KmsItem {
             auto_added: kms.auto_added,
             org_status: kms.org_status,
             connection: kms.connection.clone(),
+            acls: kms.acls.clone(),
         }
     }
 }
@@ -65,6 +69,7 @@ impl From<KmsItem> for KmsResource {
             auto_added: item.auto_added,
             org_status: item.org_status,
             connection: item.connection,
+            acls: item.acls,
         }
     }
 }

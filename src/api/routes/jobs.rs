@@ -1,5 +1,6 @@
 //! `/v1/cckm/aws/synchronization-jobs[/{id}[/cancel]]` (spec 1).
 
+use crate::api::auth::Principal;
 use crate::api::request::HttpRequest;
 use crate::api::response::HttpResponse;
 use crate::api::views;
@@ -21,9 +22,13 @@ const LIST: ListSpec = ListSpec {
     default_sort: "-createdAt",
 };
 
-pub async fn create(app: &App, request: &HttpRequest) -> Result<HttpResponse, AppError> {
+pub async fn create(
+    app: &App,
+    request: &HttpRequest,
+    caller: &Principal,
+) -> Result<HttpResponse, AppError> {
     let sync = SyncRequest::parse(&request.body)?;
-    let job = service::start(app, sync).await?;
+    let job = service::start(app, sync, |kms| caller.may(kms, "keysynchronize")).await?;
     Ok(HttpResponse::json(201, views::job(&app.tenancy, &job)))
 }
 

@@ -3,16 +3,19 @@
 //! that holds the fewest of its keys (`domain::key_query`) until its page is full, and takes its total
 //! from the counts the sync keeps; a sort on another field reads every key its filters name.
 
+use crate::api::auth::Principal;
 use crate::api::request::HttpRequest;
 use crate::api::response::HttpResponse;
 use crate::api::views::{self, KEY_SOURCE};
 use crate::app::App;
 use crate::domain::AppError;
+use crate::domain::acl;
 use crate::domain::job::unit_key;
 use crate::domain::key::{KeyRecord, key_record_id};
 use crate::domain::key_query::KeyScope;
 use crate::domain::kms::KmsResource;
 use crate::domain::list::{FilterKind, ListQuery, ListSpec};
+use crate::service::key_writes;
 use crate::service::keys as service;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -98,7 +101,11 @@ const NOT_SERVED: [(&str, &str); 6] = [
     ),
 ];
 
-pub async fn list(app: &App, request: &HttpRequest) -> Result<HttpResponse, AppError> {
+pub async fn list(
+    app: &App,
+    request: &HttpRequest,
+    caller: &Principal,
+) -> Result<HttpResponse, AppError> {
     if let Some((name, why)) = NOT_SERVED
         .iter()
         .find(|(name, _)| request.query.contains_key(*name))
@@ -108,6 +115,19 @@ pub async fn list(app: &App, request: &HttpRequest) -> Result<HttpResponse, AppE
         )));
     }
     let mut query = ListQuery::parse(&request.query, &LIST)?;
+    if !caller.views_all() {
+        // Without the read-only role, a list names the resources whose ACLs let the caller view them.
+        let names = kms_filter(&query).ok_or_else(|| {
+            AppError::Forbidden(format!(
+                "user '{}' may list only the keys of KMS resources that grant them {}: name them (kms or kms_id)",
+                caller.subject,
+                acl::VIEW
+            ))
+        })?;
+        for kms in crate::service::kms::resolve(app, &names).await? {
+            caller.may(&kms, acl::VIEW)?;
+        }
+    }
     // CCKM's clients name an alias bare (`my-key` for `alias/my-key`), as their examples do.
     for alias in query.filters.get_mut("alias").into_iter().flatten() {
         if !alias.starts_with("alias/") {
@@ -326,9 +346,44 @@ fn has_tag(key: &KeyRecord, wanted: &str) -> bool {
         .any(|tag| tag.key == tag_key && tag_value.is_none_or(|v| tag.value == v))
 }
 
-pub async fn get(app: &App, id: &str) -> Result<HttpResponse, AppError> {
+pub async fn get(app: &App, id: &str, caller: &Principal) -> Result<HttpResponse, AppError> {
     let key = service::get(app, id).await?;
+    may_view(app, caller, &key).await?;
     Ok(HttpResponse::json(200, views::key(&app.tenancy, &key)))
+}
+
+/// Whether the caller may see the key: by role, or by its KMS resource's ACLs.
+async fn may_view(app: &App, caller: &Principal, key: &KeyRecord) -> Result<(), AppError> {
+    if caller.views_all() {
+        return Ok(());
+    }
+    caller.may(&service::kms_of(app, key).await?, acl::VIEW)
+}
+
+/// `POST /keys`: a key created in AWS, as stored after it (201).
+pub async fn create(
+    app: &App,
+    request: &HttpRequest,
+    caller: &Principal,
+) -> Result<HttpResponse, AppError> {
+    let key = key_writes::create(app, &request.body, |kms, action| caller.may(kms, action)).await?;
+    Ok(HttpResponse::json(201, views::key(&app.tenancy, &key)))
+}
+
+/// `POST /keys/{id}/<action>`: the key after the change AWS made (a replica: the replica, 201).
+pub async fn change(
+    app: &App,
+    id: &str,
+    action: &str,
+    request: &HttpRequest,
+    caller: &Principal,
+) -> Result<HttpResponse, AppError> {
+    let key = key_writes::change(app, id, action, &request.body, |kms, action| {
+        caller.may(kms, action)
+    })
+    .await?;
+    let status = if action == "replicate-key" { 201 } else { 200 };
+    Ok(HttpResponse::json(status, views::key(&app.tenancy, &key)))
 }
 
 pub async fn delete(app: &App, id: &str) -> Result<HttpResponse, AppError> {
@@ -336,7 +391,9 @@ pub async fn delete(app: &App, id: &str) -> Result<HttpResponse, AppError> {
     Ok(HttpResponse::no_content())
 }
 
-pub async fn refresh(app: &App, id: &str) -> Result<HttpResponse, AppError> {
+pub async fn refresh(app: &App, id: &str, caller: &Principal) -> Result<HttpResponse, AppError> {
+    let key = service::get(app, id).await?;
+    caller.may(&service::kms_of(app, &key).await?, "keysynchronize")?;
     let key = service::refresh(app, id).await?;
     Ok(HttpResponse::json(
         200,
@@ -356,8 +413,10 @@ pub async fn rotations(
     app: &App,
     id: &str,
     request: &HttpRequest,
+    caller: &Principal,
 ) -> Result<HttpResponse, AppError> {
     let query = ListQuery::parse(&request.query, &MATERIAL_LIST)?;
+    may_view(app, caller, &service::get(app, id).await?).await?;
     let (_, materials) = service::materials(app, id).await?;
     let items: Vec<serde_json::Value> = materials
         .rotations
@@ -374,8 +433,10 @@ pub async fn versions(
     app: &App,
     id: &str,
     request: &HttpRequest,
+    caller: &Principal,
 ) -> Result<HttpResponse, AppError> {
     let query = ListQuery::parse(&request.query, &MATERIAL_LIST)?;
+    may_view(app, caller, &service::get(app, id).await?).await?;
     let (key, materials) = service::materials(app, id).await?;
     let original_is_current = materials.rotations.is_empty();
     let mut items = vec![json!({

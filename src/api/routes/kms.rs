@@ -1,10 +1,12 @@
 //! `/v1/cckm/aws/kms[/{id}]` (spec 3).
 
+use crate::api::auth::Principal;
 use crate::api::request::HttpRequest;
 use crate::api::response::HttpResponse;
 use crate::api::views;
 use crate::app::App;
 use crate::domain::AppError;
+use crate::domain::acl;
 use crate::domain::kms::STATUS_ACTIVE;
 use crate::domain::list::{FilterKind, ListQuery, ListSpec};
 use crate::service::kms as service;
@@ -27,8 +29,19 @@ pub async fn create(app: &App, request: &HttpRequest) -> Result<HttpResponse, Ap
     Ok(HttpResponse::json(201, views::kms(&app.tenancy, &kms)))
 }
 
-pub async fn get(app: &App, id: &str) -> Result<HttpResponse, AppError> {
+pub async fn get(app: &App, id: &str, caller: &Principal) -> Result<HttpResponse, AppError> {
     let kms = service::get(app, id).await?;
+    caller.may(&kms, acl::VIEW)?;
+    Ok(HttpResponse::json(200, views::kms(&app.tenancy, &kms)))
+}
+
+/// `POST /kms/{id}/update-acls`: grants or revokes key actions of users and groups; the resource after it.
+pub async fn update_acls(
+    app: &App,
+    id: &str,
+    request: &HttpRequest,
+) -> Result<HttpResponse, AppError> {
+    let kms = service::update_acls(app, id, &request.body).await?;
     Ok(HttpResponse::json(200, views::kms(&app.tenancy, &kms)))
 }
 
