@@ -32,7 +32,9 @@ Patches (moto 5.2.x; each checks the symbol it replaces and exits loudly if moto
    UpdatePrimaryRegion (the named replica becomes the primary; every key of the set shows the new
    `MultiRegionConfiguration`). A replica made by ReplicateKey shows itself as `REPLICA` (moto's copy
    shared the primary's configuration). Key material ids, as AWS reports them: `CurrentKeyMaterialId` in
-   DescribeKey, and `KeyMaterialId` in each ListKeyRotations entry. They change moto's own key objects, so every other operation sees them.
+   DescribeKey, and `KeyMaterialId` in each ListKeyRotations entry. EnableKeyRotation keeps
+   `RotationPeriodInDays` (90 to 2560, default 365), and GetKeyRotationStatus reports it. They change
+   moto's own key objects, so every other operation sees them.
 """
 
 import base64
@@ -404,6 +406,29 @@ def _patch_kms_operations() -> None:
         }
         return replica
 
+    original_enable_rotation = vars(response_cls).get("enable_key_rotation")
+    original_rotation_status = vars(response_cls).get("get_key_rotation_status")
+    if original_enable_rotation is None or original_rotation_status is None:
+        _die("moto.kms KmsResponse.enable_key_rotation or get_key_rotation_status is missing")
+
+    def enable_key_rotation(self):
+        period = self._get_param("RotationPeriodInDays")
+        if period is not None and not 90 <= period <= 2560:
+            raise JsonRESTError("ValidationException", "RotationPeriodInDays must be between 90 and 2560")
+        answer = original_enable_rotation(self)
+        key = self.kms_backend.describe_key(self._get_param("KeyId"))
+        key._cckm_rotation_period = period or 365
+        return answer
+
+    def get_key_rotation_status(self):
+        answer = json.loads(original_rotation_status(self))
+        key = self.kms_backend.describe_key(self._get_param("KeyId"))
+        if answer.get("KeyRotationEnabled"):
+            answer["RotationPeriodInDays"] = getattr(key, "_cckm_rotation_period", 365)
+        return json.dumps(answer)
+
+    response_cls.enable_key_rotation = enable_key_rotation
+    response_cls.get_key_rotation_status = get_key_rotation_status
     backend_cls.replicate_key = replicate_key
     backend_cls.rotate_key_on_demand = rotate_key_on_demand
     key_cls.__init__ = init

@@ -152,3 +152,85 @@ pub fn permits(acls: &[AclEntry], user_ids: &[&str], groups: &[String], action: 
 fn invalid(text: &str) -> AppError {
     AppError::InvalidParam(text.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn update(body: serde_json::Value) -> Result<AclUpdate, AppError> {
+        AclUpdate::parse(body.to_string().as_bytes())
+    }
+
+    #[test]
+    fn grants_add_revocations_take_away_and_an_empty_grantee_leaves() {
+        // Ansible's cckm_aws_kms update_acls: unset suboptions arrive as null.
+        let granted = update(json!({"acls": [
+            {"group": "cloud-team", "permit": true, "actions": ["keycreate", "viewnative"], "user_id": null},
+            {"user_id": "alice", "permit": null, "actions": ["keysynchronize"], "group": null},
+        ]}))
+        .unwrap()
+        .apply(&[]);
+        assert_eq!(granted.len(), 2);
+        assert!(permits(
+            &granted,
+            &["bob"],
+            &["cloud-team".into()],
+            "keycreate"
+        ));
+        assert!(permits(&granted, &["alice"], &[], "keysynchronize"));
+        assert!(!permits(&granted, &["alice"], &[], "keycreate"));
+        assert!(!permits(&granted, &["bob"], &["other".into()], "keycreate"));
+        // A group named like a user grants nothing to that user.
+        assert!(!permits(&granted, &["cloud-team"], &[], "keycreate"));
+
+        let revoked = update(json!({"acls": [
+            {"group": "cloud-team", "permit": false, "actions": ["keycreate"]},
+            {"user_id": "alice", "permit": false, "actions": ["keysynchronize"]},
+        ]}))
+        .unwrap()
+        .apply(&granted);
+        assert_eq!(
+            revoked,
+            vec![AclEntry {
+                user_id: None,
+                group: Some("cloud-team".into()),
+                actions: BTreeSet::from(["viewnative".to_string()]),
+            }]
+        );
+        // Granting again what is held changes nothing.
+        let again = update(json!({"acls": [{"group": "cloud-team", "actions": ["viewnative"]}]}))
+            .unwrap()
+            .apply(&revoked);
+        assert_eq!(again, revoked);
+    }
+
+    #[test]
+    fn bad_entries_are_refused_naming_the_entry() {
+        for (body, says) in [
+            (json!({"acls": []}), "acls"),
+            (json!({"acls": [{"actions": ["keycreate"]}]}), "acls[0]"),
+            (
+                json!({"acls": [{"user_id": "a", "group": "g", "actions": ["keycreate"]}]}),
+                "acls[0]",
+            ),
+            (
+                json!({"acls": [{"user_id": "a", "actions": []}]}),
+                "acls[0].actions",
+            ),
+            (
+                json!({"acls": [{"user_id": "a", "actions": ["fly"]}]}),
+                "'fly'",
+            ),
+            (
+                json!({"acls": [{"user_id": "a", "actions": ["keycreate"], "colour": 1}]}),
+                "colour",
+            ),
+        ] {
+            match update(body.clone()) {
+                Err(AppError::InvalidParam(text)) => assert!(text.contains(says), "{body}: {text}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+    }
+}
