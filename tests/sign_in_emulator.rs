@@ -259,3 +259,180 @@ async fn tokens_that_are_not_the_pools_own_are_refused() {
     let refused = bearer(&stack, "GET", "/api/v1/cckm/aws/kms", None, &tampered).await;
     assert_cckm_error(&refused, 401, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_acls_grant_key_actions_to_users_and_groups_beyond_their_role() {
+    let stack = shared().stack().await;
+    let pool = pool(&stack);
+    let account = random_account();
+    register_kms(&stack.entry, "granted", &account, &["us-east-1"]).await;
+    register_kms(&stack.entry, "closed", &account, &["eu-west-1"]).await;
+    let cognito = aws_sdk_cognitoidentityprovider::Client::new(&stack.sdk);
+    cognito
+        .create_group()
+        .user_pool_id(&pool.user_pool_id)
+        .group_name("cloud-team")
+        .send()
+        .await
+        .expect("create group");
+    user(&stack, "builder", "Builder-pass-1", Some("cloud-team")).await;
+    user(
+        &stack,
+        "syncer",
+        "Syncer-pass-1",
+        Some(&pool.read_only_group),
+    )
+    .await;
+    let builder = jwt(&ansible_sign_in(&stack, "builder", "Builder-pass-1").await);
+    let syncer = jwt(&terraform_sign_in(&stack, "syncer", "Syncer-pass-1").await);
+
+    // Ansible's cckm_aws_kms update_acls: unset suboptions as null. Terraform's ciphertrust_aws_acl: permit.
+    let grants = json!({"acls": [
+        {"group": "cloud-team", "permit": true, "actions": ["keycreate", "viewnative"], "user_id": null},
+        {"user_id": "syncer", "permit": true, "actions": ["keysynchronize"]},
+    ]});
+    let by_builder = bearer(
+        &stack,
+        "POST",
+        "/api/v1/cckm/aws/kms/granted/update-acls",
+        Some(grants.clone()),
+        &builder,
+    )
+    .await;
+    assert_cckm_error(&by_builder, 403, 2);
+    let (status, kms) = request(
+        &stack.entry,
+        "POST",
+        "/api/v1/cckm/aws/kms/granted/update-acls",
+        Some(grants),
+    )
+    .await;
+    assert_eq!(status, 200, "{kms}");
+    assert_eq!(
+        kms["acls"],
+        json!([
+            {"group": "cloud-team", "actions": ["keycreate", "viewnative"]},
+            {"user_id": "syncer", "actions": ["keysynchronize"]},
+        ])
+    );
+
+    // The group may create and view keys in its resource, and nothing more.
+    let key =
+        json!({"kms": "granted", "region": "us-east-1", "aws_param": {"Description": "team key"}});
+    let (status, created) =
+        bearer(&stack, "POST", "/api/v1/cckm/aws/keys", Some(key), &builder).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let (status, _) = bearer(
+        &stack,
+        "GET",
+        &format!("/api/v1/cckm/aws/keys/{id}"),
+        None,
+        &builder,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, page) = bearer(
+        &stack,
+        "GET",
+        "/api/v1/cckm/aws/keys?kms=granted",
+        None,
+        &builder,
+    )
+    .await;
+    assert_eq!((status, page["total"].as_u64()), (200, Some(1)), "{page}");
+    for refused in [
+        bearer(&stack, "GET", "/api/v1/cckm/aws/keys", None, &builder).await,
+        bearer(
+            &stack,
+            "GET",
+            "/api/v1/cckm/aws/keys?kms=closed",
+            None,
+            &builder,
+        )
+        .await,
+        bearer(
+            &stack,
+            "POST",
+            &format!("/api/v1/cckm/aws/keys/{id}/disable"),
+            None,
+            &builder,
+        )
+        .await,
+        bearer(
+            &stack,
+            "POST",
+            "/api/v1/cckm/aws/keys",
+            Some(json!({"kms": "closed", "region": "eu-west-1"})),
+            &builder,
+        )
+        .await,
+        bearer(
+            &stack,
+            "POST",
+            "/api/v1/cckm/aws/synchronization-jobs",
+            Some(json!({"kms": ["granted"]})),
+            &builder,
+        )
+        .await,
+    ] {
+        assert_cckm_error(&refused, 403, 2);
+    }
+    let kms_client = shared().kms_in(&account, "eu-west-1").await;
+    assert!(
+        kms_client
+            .list_keys()
+            .send()
+            .await
+            .unwrap()
+            .keys()
+            .is_empty(),
+        "nothing made in 'closed'"
+    );
+
+    // A reader granted keysynchronize syncs that resource, and only that one.
+    let (status, job) = bearer(
+        &stack,
+        "POST",
+        "/api/v1/cckm/aws/synchronization-jobs",
+        Some(json!({"kms": ["granted"]})),
+        &syncer,
+    )
+    .await;
+    assert_eq!(status, 201, "{job}");
+    for body in [
+        json!({"kms": ["granted", "closed"]}),
+        json!({"synchronize_all": true}),
+    ] {
+        let refused = bearer(
+            &stack,
+            "POST",
+            "/api/v1/cckm/aws/synchronization-jobs",
+            Some(body),
+            &syncer,
+        )
+        .await;
+        assert_cckm_error(&refused, 403, 2);
+    }
+
+    // Revoking takes the action away; the entry with none left goes.
+    let revoke =
+        json!({"acls": [{"user_id": "syncer", "permit": false, "actions": ["keysynchronize"]}]});
+    let (_, kms) = request(
+        &stack.entry,
+        "POST",
+        "/api/v1/cckm/aws/kms/granted/update-acls",
+        Some(revoke),
+    )
+    .await;
+    assert_eq!(kms["acls"].as_array().unwrap().len(), 1, "{kms}");
+    let refused = bearer(
+        &stack,
+        "POST",
+        "/api/v1/cckm/aws/synchronization-jobs",
+        Some(json!({"kms": ["granted"]})),
+        &syncer,
+    )
+    .await;
+    assert_cckm_error(&refused, 403, 2);
+}

@@ -205,7 +205,8 @@ pub async fn list(
     };
     tracing::debug!(request_id = %request.request_id, plan, items_read = read, "key list read");
     let (page, matched) = pager.finish();
-    let total = counted_total.map_or(matched, |total| total as usize);
+    // Kept counts lag keys written since the unit's last sync (or before its first): never fewer than seen.
+    let total = counted_total.map_or(matched, |total| (total as usize).max(matched));
     Ok(HttpResponse::json(200, query.envelope(page, total)))
 }
 
