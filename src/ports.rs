@@ -450,6 +450,17 @@ pub struct KeyRotation {
     pub rotation_date: Option<String>,
     #[serde(rename = "RotationType")]
     pub rotation_type: Option<String>,
+    /// For imported material: whether it is imported now, and whether it is the current material.
+    #[serde(rename = "ImportState")]
+    pub import_state: Option<String>,
+    #[serde(rename = "KeyMaterialState")]
+    pub key_material_state: Option<String>,
+    #[serde(rename = "ExpirationModel")]
+    pub expiration_model: Option<String>,
+    #[serde(rename = "ValidTo")]
+    pub valid_to: Option<String>,
+    #[serde(rename = "KeyMaterialDescription")]
+    pub key_material_description: Option<String>,
 }
 
 /// A key's material, as AWS reports it.

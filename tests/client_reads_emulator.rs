@@ -85,6 +85,12 @@ async fn filters_fields_rotations_and_versions_as_the_clients_read_them() {
         ("multi_region_key_type=PRIMARY", vec![primary.clone()]),
         ("tags=env", vec![tagged.clone()]),
         ("tags=env%3Dprod", vec![tagged.clone()]),
+        // Ansible's cckm_aws_key_info: a JSON object, url-encoded, and lists as repeated keys.
+        ("tags=%7B%22env%22%3A+%22prod%22%7D", vec![tagged.clone()]),
+        (
+            "CustomerMasterKeySpec=HMAC_256&CustomerMasterKeySpec=SYMMETRIC_DEFAULT",
+            all.clone(),
+        ),
     ] {
         let found = ids(list_keys(&stack.entry, &format!("kms=reads&{filters}")).await);
         assert_eq!(found, expected, "{filters}");
@@ -145,23 +151,42 @@ async fn filters_fields_rotations_and_versions_as_the_clients_read_them() {
     assert_eq!(status, 200, "{rotations}");
     assert_eq!(rotations["total"], 2, "{rotations}");
     for rotation in rotations["resources"].as_array().unwrap() {
-        assert_eq!(rotation["RotationType"], "ON_DEMAND");
-        assert!(rotation["KeyMaterialId"].is_string() && rotation["RotationDate"].is_string());
+        // Terraform's ciphertrust_aws_key_rotation_list reads AWS's fields under aws_param.
+        let param = &rotation["aws_param"];
+        assert_eq!(param["RotationType"], "ON_DEMAND");
+        assert!(param["KeyMaterialId"].is_string() && param["RotationDate"].is_string());
+        assert_eq!(rotation["key_source"], "native");
+        assert!(rotation["id"].is_string() && rotation["kms_id"].is_string());
     }
-    let (_, first) = request(
+    // Terraform's read after create: the newest first, a page of 10.
+    let (_, newest) = request(
         &stack.entry,
         "GET",
-        &format!("/api/v1/cckm/aws/keys/{id}/rotations?limit=1"),
+        &format!("/api/v1/cckm/aws/keys/{id}/rotations?limit=1&skip=0&sort=-RotationDate"),
         None,
     )
     .await;
+    let dates: Vec<&str> = rotations["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["aws_param"]["RotationDate"].as_str())
+        .collect();
     assert_eq!(
         (
-            first["total"].clone(),
-            first["resources"].as_array().unwrap().len()
+            newest["total"].clone(),
+            newest["resources"][0]["aws_param"]["RotationDate"].as_str()
         ),
-        (json!(2), 1)
+        (json!(2), dates.iter().max().copied())
     );
+    let (_, filtered) = request(
+        &stack.entry,
+        "GET",
+        &format!("/api/v1/cckm/aws/keys/{id}/rotations?RotationType=AUTOMATIC"),
+        None,
+    )
+    .await;
+    assert_eq!(filtered["total"], 0, "{filtered}");
     let (status, versions) = request(
         &stack.entry,
         "GET",

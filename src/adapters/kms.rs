@@ -593,6 +593,11 @@ impl KeySource for AwsKeySource {
                 key_material_id: r.key_material_id().map(str::to_string),
                 rotation_date: date(r.rotation_date()),
                 rotation_type: r.rotation_type().map(|t| t.as_str().to_string()),
+                import_state: r.import_state().map(|t| t.as_str().to_string()),
+                key_material_state: r.key_material_state().map(|t| t.as_str().to_string()),
+                expiration_model: r.expiration_model().map(|t| t.as_str().to_string()),
+                valid_to: date(r.valid_to()),
+                key_material_description: r.key_material_description().map(str::to_string),
             }));
             marker = output.next_marker.filter(|_| output.truncated);
             if marker.is_none() {

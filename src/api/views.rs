@@ -5,9 +5,10 @@ use crate::config::Tenancy;
 use crate::domain::connection::AwsConnection;
 use crate::domain::job::Job;
 use crate::domain::job_config::{self, JobConfig};
-use crate::domain::key::KeyRecord;
+use crate::domain::key::{KeyRecord, key_record_id};
 use crate::domain::kms::{KmsResource, STATUS_ACTIVE};
 use crate::domain::time::format;
+use crate::ports::KeyRotation;
 use serde_json::{Map, Value, json};
 
 /// `<account>:cckm:<kind>:<id>`, e.g. `kylo:kylo:cckm:synchronize:<id>`, from `kylo:kylo:admin:accounts:kylo`.
@@ -133,6 +134,38 @@ pub fn key(tenancy: &Tenancy, key: &KeyRecord) -> Value {
         let spec = key.aws_param.mac_algorithms.first().cloned();
         param.insert("MacAlgorithmSpec".into(), json!(spec));
     }
+    Value::Object(fields)
+}
+
+/// One rotation of a key's material as CCKM shows it: AWS's fields under `aws_param`, CCKM's around them
+/// (a synced key's material has no CCKM source). Its id is stable: derived from the key and the rotation.
+pub fn rotation(tenancy: &Tenancy, key: &KeyRecord, rotation: &KeyRotation) -> Value {
+    let which = rotation
+        .key_material_id
+        .clone()
+        .or_else(|| rotation.rotation_date.clone())
+        .unwrap_or_default();
+    let id = key_record_id(&format!("{}#rotation#{which}", key.arn)).to_string();
+    let mut fields = identity(tenancy, "aws-key-rotation", &id);
+    let at = json!(rotation.rotation_date);
+    fields.insert("createdAt".into(), at.clone());
+    fields.insert("updatedAt".into(), at);
+    fields.insert("kms_id".into(), Value::from(key.kms_id.to_string()));
+    fields.insert("key_source".into(), Value::from(KEY_SOURCE));
+    fields.insert(
+        "key_material_origin".into(),
+        Value::from(key.key_material_origin.clone()),
+    );
+    for name in [
+        "key_source_container_id",
+        "source_key_identifier",
+        "source_key_name",
+    ] {
+        fields.insert(name.into(), json!(""));
+    }
+    let mut param = json!(rotation);
+    param["KeyId"] = Value::from(key.aws_param.key_id.clone());
+    fields.insert("aws_param".into(), param);
     Value::Object(fields)
 }
 

@@ -77,7 +77,16 @@ const LIST: ListSpec = ListSpec {
 const MAX_EXAMINED: usize = 20_000;
 
 /// CCKM key filters that mean nothing for a key synced from AWS, and why: refused by name, not ignored.
-const NOT_SERVED: [(&str, &str); 6] = [
+const NOT_SERVED: [(&str, &str); 9] = [
+    ("blocked", "it describes CCKM-managed HYOK keys"),
+    (
+        "rotation_job_enabled",
+        "it describes CCKM rotation jobs; synced keys have none",
+    ),
+    (
+        "cckm_policy_template_id",
+        "it names a CCKM policy template; synced keys have none",
+    ),
     (
         "custom_key_store_name",
         "the sync does not read custom key stores; filter on custom_key_store_id",
@@ -336,6 +345,15 @@ fn multi_region_key_type(key: &KeyRecord) -> Option<&str> {
 
 /// `tags=<key>` matches a key with that tag, `tags=<key>=<value>` one with that value.
 fn has_tag(key: &KeyRecord, wanted: &str) -> bool {
+    // Ansible's cckm_aws_key_info sends its tags as one JSON object: every tag in it must match.
+    if let Ok(serde_json::Value::Object(tags)) = serde_json::from_str(wanted) {
+        return tags.iter().all(|(name, value)| {
+            has_tag(
+                key,
+                &format!("{name}={}", value.as_str().unwrap_or_default()),
+            )
+        });
+    }
     let (tag_key, tag_value) = match wanted.split_once('=') {
         Some((k, v)) => (k, Some(v)),
         None => (wanted, None),
@@ -402,27 +420,59 @@ pub async fn refresh(app: &App, id: &str, caller: &Principal) -> Result<HttpResp
     ))
 }
 
-/// No filters: the rotations and versions of one key are paged, not searched.
+/// The versions of one key are paged, not searched (Ansible sends only `skip`, `limit` and `sort`).
 const MATERIAL_LIST: ListSpec = ListSpec {
     filters: &[],
-    sort_fields: &[],
-    default_sort: "",
+    sort_fields: &["version", "created_at"],
+    default_sort: "version",
 };
 
-/// `GET /keys/{id}/rotations`: the rotations AWS lists for the key now (ListKeyRotations, every page).
+/// A key's rotations, with the filters and sort CCKM's clients send (Ansible's `cckm_aws_key_info`,
+/// Terraform's `sort=-RotationDate`): AWS's fields by their AWS names, CCKM's own by theirs.
+const ROTATION_LIST: ListSpec = ListSpec {
+    filters: &[
+        ("key_source", FilterKind::Text),
+        ("key_material_origin", FilterKind::Text),
+        ("ImportState", FilterKind::Text),
+        ("KeyMaterialState", FilterKind::Text),
+        ("RotationType", FilterKind::Text),
+        ("KeyMaterialId", FilterKind::Text),
+    ],
+    sort_fields: &["RotationDate", "createdAt", "RotationType"],
+    default_sort: "RotationDate",
+};
+
+/// `GET /keys/{id}/rotations`: the rotations AWS lists for the key now (ListKeyRotations, every page), each
+/// as CCKM shows a rotation: AWS's own fields under `aws_param`.
 pub async fn rotations(
     app: &App,
     id: &str,
     request: &HttpRequest,
     caller: &Principal,
 ) -> Result<HttpResponse, AppError> {
-    let query = ListQuery::parse(&request.query, &MATERIAL_LIST)?;
+    let mut query = ListQuery::parse(&request.query, &ROTATION_LIST)?;
+    for key in &mut query.sort {
+        if key.field != "createdAt" {
+            key.field.insert_str(0, "aws_param.");
+        }
+    }
     may_view(app, caller, &service::get(app, id).await?).await?;
-    let (_, materials) = service::materials(app, id).await?;
-    let items: Vec<serde_json::Value> = materials
+    let (key, materials) = service::materials(app, id).await?;
+    let items = materials
         .rotations
         .iter()
-        .map(|rotation| json!(rotation))
+        .filter(|rotation| {
+            let text = |v: &Option<String>| v.clone().unwrap_or_default();
+            query.keeps(&[
+                ("key_source", KEY_SOURCE),
+                ("key_material_origin", key.key_material_origin.as_str()),
+                ("RotationType", &text(&rotation.rotation_type)),
+                ("KeyMaterialId", &text(&rotation.key_material_id)),
+                ("ImportState", &text(&rotation.import_state)),
+                ("KeyMaterialState", &text(&rotation.key_material_state)),
+            ])
+        })
+        .map(|rotation| views::rotation(&app.tenancy, &key, rotation))
         .collect();
     let (page, total) = query.page(items);
     Ok(HttpResponse::json(200, query.envelope(page, total)))
