@@ -121,6 +121,14 @@ KEY_READS = {"deletion_date": (STR, NULL), "labels": DICT, "key_material_origin"
              "aws_param.ExpirationModel": (STR, NULL), "aws_param.KeyManager": MAYBE_STR,
              "aws_param.ValidTo": (STR, NULL), "aws_param.Alias": LIST, "aws_param.Tags": LIST,
              "aws_param.MultiRegion": (BOOL, NULL), "aws_param.MacAlgorithmSpec": (STR, NULL)}
+# data source ciphertrust_aws_key_rotation_list: CCKM's fields, and AWS's under aws_param.
+ROTATION_READS = {"account": STR, "createdAt": STR, "id": STR, "key_material_origin": STR, "key_source": STR,
+                  "key_source_container_id": STR, "kms_id": STR, "source_key_identifier": STR,
+                  "source_key_name": STR, "updatedAt": STR, "uri": STR, "aws_param.KeyId": STR,
+                  "aws_param.KeyMaterialId": MAYBE_STR, "aws_param.RotationDate": STR,
+                  "aws_param.RotationType": STR, "aws_param.ImportState": MAYBE_STR,
+                  "aws_param.KeyMaterialState": MAYBE_STR, "aws_param.ExpirationModel": MAYBE_STR,
+                  "aws_param.ValidTo": MAYBE_STR, "aws_param.KeyMaterialDescription": MAYBE_STR}
 JOB_CONFIG_READS = {**COMMON, "disabled": BOOL, "description": STR, "run_on": STR, "start_date": (STR, NULL),
                     "end_date": (STR, NULL), "name": STR, "operation": STR, "run_at": STR,
                     "job_config_params.cloud_name": STR, "job_config_params.synchronize_all": BOOL,
@@ -216,7 +224,7 @@ def test_terraform_connection_kms_key_and_scheduler_operations(fresh_stack):
     # data source ciphertrust_aws_key_rotation_list.
     status, rotations = send(stack, "GET", f"/api/v1/cckm/aws/keys/{key['id']}/rotations", None, h)
     assert status == 200 and rotations["total"] == 1, rotations
-    reads("rotations", rotations["resources"][0], {"RotationDate": STR, "RotationType": STR})
+    reads("rotations", rotations["resources"][0], ROTATION_READS)
     status, versions = send(stack, "GET", f"/api/v1/cckm/aws/keys/{key['id']}/versions", None, h)
     assert status == 200 and versions["total"] == 2, versions
 
@@ -284,6 +292,89 @@ def test_ansible_connection_kms_sync_and_key_filter_operations(fresh_stack):
         assert status == 200 and page["total"] == 0, (param, page)
     status, refused = send(stack, "GET", "/api/v1/cckm/aws/keys/?skip=0&limit=1&custom_key_store_name=x", None, h)
     assert status == 400 and "custom_key_store_name" in refused["message"], refused
+
+
+def test_terraform_key_and_acl_resources_and_ansible_key_operations(fresh_stack):
+    """Key writes in AWS: Terraform's ciphertrust_aws_key (cckm/aws/resource_aws_key.go, the newest source:
+    create, update and destroy in the provider's order) and ciphertrust_aws_acl (resource_aws_acls.go), then
+    Ansible's cckm_aws_key actions (plugins/modules/cckm_aws_key.py and module_utils/cckm_aws.py at
+    7f57b82f: nested nulls pruned, add-tags in snake_case, remove-tags as bare keys)."""
+    stack = fresh_stack
+    kms_client = aws(stack, "kms")
+    h = terraform_headers(terraform_sign_in(stack))
+    status, kms = send(stack, "POST", "/api/v1/cckm/aws/kms",
+                       {"account_id": OWN_ACCOUNT, "connection": "", "name": "tf-keys", "regions": ["us-east-1"],
+                        "assume_role_arn": "", "assume_role_external_id": ""}, h)
+    assert status == 201, kms
+    # Create: the KMS resource checked, the key posted (Go zero values), more aliases, rotation, disable.
+    status, _ = send(stack, "GET", f"/api/v1/cckm/aws/kms/{kms['id']}", None, h)
+    assert status == 200
+    body = {"kms": kms["id"], "region": "us-east-1", "external_accounts": None, "key_admins": None,
+            "key_admins_roles": None, "key_users": None, "key_users_roles": None, "policytemplate": None,
+            "aws_param": {"Alias": "tf-orders", "BypassPolicyLockoutSafetyCheck": False,
+                          "CustomerMasterKeySpec": "SYMMETRIC_DEFAULT", "Description": "orders",
+                          "KeyUsage": "ENCRYPT_DECRYPT", "MultiRegion": False, "Policy": None,
+                          "Tags": [{"TagKey": "team", "TagValue": "orders"}], "Origin": "AWS_KMS"}}
+    status, created = send(stack, "POST", "/api/v1/cckm/aws/keys", body, h)
+    assert status == 201, created
+    reads("terraform key create", created, {"id": STR})
+    key_path = f"/api/v1/cckm/aws/keys/{created['id']}"
+    for action, action_body in [("add-alias", {"alias": "tf-orders-2"}), ("enable-auto-rotation", {}),
+                                ("disable", None)]:
+        status, answer = send(stack, "POST", f"{key_path}/{action}", action_body, h)
+        assert status == 200, (action, answer)
+    status, key = send(stack, "GET", key_path, None, h)
+    assert status == 200, key
+    reads("terraform key read after create", key, KEY_READS)
+    aws_key = kms_client.describe_key(KeyId=key["aws_param"]["KeyID"])["KeyMetadata"]
+    assert aws_key["KeyState"] == "Disabled" and aws_key["Description"] == "orders", aws_key
+    assert sorted(key["aws_param"]["Alias"]) == ["alias/tf-orders", "alias/tf-orders-2"], key
+    assert key["aws_param"]["KeyRotationEnabled"] is True, key
+    status, rotations = send(stack, "GET", f"{key_path}/rotations?limit=10&skip=0&sort=-RotationDate", None, h)
+    assert status == 200 and rotations["total"] == 0, rotations
+    # Update: description, policy, tags and aliases as the plan changed them.
+    policy = {"Version": "2012-10-17", "Statement": [{"Sid": "root", "Effect": "Allow", "Action": "kms:*",
+              "Principal": {"AWS": f"arn:aws:iam::{OWN_ACCOUNT}:root"}, "Resource": "*"}]}
+    for action, action_body in [
+            ("update-description", {"description": "orders v2"}),
+            ("policy", {"external_accounts": None, "key_admins": None, "key_admins_roles": None, "key_users": None,
+                        "key_users_roles": None, "Policy": policy, "policytemplate": None}),
+            ("add-tags", {"tags": [{"tag_key": "tier", "tag_value": "1"}]}),
+            ("remove-tags", {"tags": ["team"]}),
+            ("delete-alias", {"alias": "tf-orders-2"}),
+            ("enable", None)]:
+        status, answer = send(stack, "POST", f"{key_path}/{action}", action_body, h)
+        assert status == 200, (action, answer)
+        reads(f"terraform key {action}", answer, KEY_READS)
+    tags = kms_client.list_resource_tags(KeyId=key["aws_param"]["KeyID"])["Tags"]
+    assert tags == [{"TagKey": "tier", "TagValue": "1"}], tags
+    assert json.loads(kms_client.get_key_policy(KeyId=key["aws_param"]["KeyID"], PolicyName="default")["Policy"]) == policy
+
+    # ciphertrust_aws_acl: create (permit true), read (the KMS resource's acls), destroy (permit false).
+    acl_path = f"/api/v1/cckm/aws/kms/{kms['id']}/update-acls"
+    status, granted = send(stack, "POST", acl_path,
+                           {"acls": [{"group": "cloud-team", "permit": True, "actions": ["keycreate", "viewnative"]}]},
+                           h)
+    assert status == 200, granted
+    status, read = send(stack, "GET", f"/api/v1/cckm/aws/kms/{kms['id']}", None, h)
+    assert read["acls"] == [{"group": "cloud-team", "actions": ["keycreate", "viewnative"]}], read
+    status, revoked = send(stack, "POST", acl_path,
+                           {"acls": [{"group": "cloud-team", "permit": False, "actions": ["keycreate", "viewnative"]}]},
+                           h)
+    assert status == 200 and revoked["acls"] == [], revoked
+
+    # Ansible's key actions, then Terraform's destroy (schedule-deletion) and Ansible's cancel-deletion.
+    ah = ansible_headers(ansible_sign_in(stack))
+    for action, action_body in [("enable-auto-rotation", {"rotation_period_in_days": 180}),
+                                ("rotate-material", None), ("disable-auto-rotation", None),
+                                ("schedule-deletion", {"days": 7}), ("cancel-deletion", None)]:
+        status, answer = send(stack, "POST", f"{key_path}/{action}", action_body, ah)
+        assert status == 200 and "id" in answer and "codeDesc" not in json.dumps(answer), (action, answer)
+    state = kms_client.describe_key(KeyId=key["aws_param"]["KeyID"])["KeyMetadata"]["KeyState"]
+    assert state == "Disabled", state
+    status, rotations = send(stack, "GET", f"{key_path}/rotations?RotationType=ON_DEMAND", None, ah)
+    assert status == 200 and rotations["total"] == 1, rotations
+    reads("ansible rotations", rotations["resources"][0], ROTATION_READS)
 
 
 def test_a_read_only_user_reads_and_is_refused_writes_as_the_clients_see_it(fresh_stack):
