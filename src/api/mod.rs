@@ -29,6 +29,8 @@ enum Route {
     /// `POST /keys/{id}/<action>`: a change to the key in AWS.
     KeyAction(String, String),
     KmsUpdateAcls(String),
+    KmsArchive(String),
+    KmsRecover(String),
     KeyRotations(String),
     KeyVersions(String),
     OrganizationDiscoveries,
@@ -55,6 +57,8 @@ impl Route {
             | Route::KeyRefresh(_)
             | Route::KeyAction(..)
             | Route::KmsUpdateAcls(_)
+            | Route::KmsArchive(_)
+            | Route::KmsRecover(_)
             | Route::OrganizationDiscoveries
             | Route::SignIn
             | Route::JobConfigRunNow(_) => "POST",
@@ -93,6 +97,8 @@ impl Route {
             ["kms"] => Route::KmsCollection,
             ["kms", id_] => Route::Kms(id(id_)?),
             ["kms", id_, "update-acls"] => Route::KmsUpdateAcls(id(id_)?),
+            ["kms", id_, "archive"] => Route::KmsArchive(id(id_)?),
+            ["kms", id_, "recover"] => Route::KmsRecover(id(id_)?),
             ["synchronization-jobs"] => Route::JobCollection,
             ["synchronization-jobs", id_] => Route::Job(id(id_)?),
             ["synchronization-jobs", id_, "cancel"] => Route::JobCancel(id(id_)?),
@@ -168,6 +174,8 @@ impl Api {
             (Route::KmsCollection, "GET") => routes::kms::list(app, request).await,
             (Route::Kms(id), "GET") => routes::kms::get(app, id, &caller).await,
             (Route::KmsUpdateAcls(id), "POST") => routes::kms::update_acls(app, id, request).await,
+            (Route::KmsArchive(id), "POST") => routes::kms::archive(app, id, true).await,
+            (Route::KmsRecover(id), "POST") => routes::kms::archive(app, id, false).await,
             (Route::Kms(id), "PATCH") => routes::kms::patch(app, id, request).await,
             (Route::Kms(id), "DELETE") => routes::kms::delete(app, id).await,
             (Route::JobCollection, "POST") => routes::jobs::create(app, request, &caller).await,

@@ -6,7 +6,7 @@ use crate::domain::connection::AwsConnection;
 use crate::domain::job::Job;
 use crate::domain::job_config::{self, JobConfig};
 use crate::domain::key::{KeyRecord, key_record_id};
-use crate::domain::kms::{KmsResource, STATUS_ACTIVE};
+use crate::domain::kms::KmsResource;
 use crate::domain::time::format;
 use crate::ports::KeyRotation;
 use serde_json::{Map, Value, json};
@@ -76,7 +76,7 @@ pub fn kms(tenancy: &Tenancy, kms: &KmsResource) -> Value {
         "assume_role_external_id".into(),
         json!(kms.assume_role_external_id),
     );
-    fields.insert("status".into(), Value::from(STATUS_ACTIVE));
+    fields.insert("status".into(), Value::from(kms.status()));
     fields.insert("cloud_name".into(), Value::from(kms.cloud_name()));
     fields.insert("auto_added".into(), Value::from(kms.auto_added));
     fields.insert("acls".into(), json!(kms.acls));

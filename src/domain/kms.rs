@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
-/// The `status` CCKM shows for a registered KMS resource; every one here is.
+/// The `status` CCKM shows for a KMS resource in service, and for one taken out of it (`archive`).
 pub const STATUS_ACTIVE: &str = "ACTIVE";
+pub const STATUS_ARCHIVED: &str = "ARCHIVED";
 
 /// The most regions one KMS resource may name; AWS has fewer than 40 commercial regions.
 const MAX_REGIONS: usize = 100;
@@ -39,6 +40,9 @@ pub struct KmsResource {
     /// Key actions granted to users and groups beyond their role.
     #[serde(default)]
     pub acls: Vec<AclEntry>,
+    /// Taken out of service (`POST /kms/{id}/archive`): kept, with its keys, but neither synced nor written.
+    #[serde(default)]
+    pub archived: bool,
 }
 
 /// A KMS resource's AWS connection: its id, and its name, which never changes.
@@ -70,11 +74,22 @@ impl OrgStatus {
 }
 
 impl KmsResource {
-    /// Whether jobs and KMS events read this resource: not when its account was suspended or left the
-    /// organization (it is kept, with its keys, and no job counts it as failed).
+    /// Whether jobs and KMS events read this resource: not when it was archived, or when its account was
+    /// suspended or left the organization (it is kept, with its keys, and no job counts it as failed).
     pub fn is_synced(&self) -> bool {
-        self.org_status
-            .is_none_or(|status| status == OrgStatus::Active)
+        !self.archived
+            && self
+                .org_status
+                .is_none_or(|status| status == OrgStatus::Active)
+    }
+
+    /// CCKM's `status`: `ARCHIVED` once archived, `ACTIVE` otherwise.
+    pub fn status(&self) -> &'static str {
+        if self.archived {
+            STATUS_ARCHIVED
+        } else {
+            STATUS_ACTIVE
+        }
     }
 
     /// Whether the syncs of this resource read `region`.
@@ -168,6 +183,7 @@ impl CreateKmsBody {
             org_status: None,
             connection: None,
             acls: Vec::new(),
+            archived: false,
         })
     }
 }

@@ -205,6 +205,7 @@ pub fn plan(
                 org_status: Some(OrgStatus::Active),
                 connection: None,
                 acls: Vec::new(),
+                archived: false,
             }),
         }
     }

@@ -178,6 +178,7 @@ mod tests {
             org_status: None,
             connection: None,
             acls: Vec::new(),
+            archived: false,
         }
     }
 

@@ -26,6 +26,7 @@ pub async fn create(
     let key = NewKey::parse(body)?;
     let kms = super::kms::get(app, &key.kms).await?;
     allow(&kms, "keycreate")?;
+    in_service(&kms)?;
     in_regions(&kms, "region", &key.region)?;
     let writer = open(app, &kms, &key.region).await?;
     let key_id = writer.create_key(&key).await?;
@@ -44,6 +45,7 @@ pub async fn change(
     let key = keys::get(app, id).await?;
     let kms = keys::kms_of(app, &key).await?;
     allow(&kms, change.acl_action())?;
+    in_service(&kms)?;
     if let KeyChange::Replicate(replica) = &change {
         in_regions(&kms, "replica_region", &replica.region)?;
     }
@@ -64,6 +66,16 @@ pub async fn change(
     }
     read_back(app, &kms, &key.region, key_id).await?;
     keys::get(app, id).await
+}
+
+fn in_service(kms: &KmsResource) -> Result<(), AppError> {
+    if kms.archived {
+        return Err(AppError::Conflict(format!(
+            "KMS resource '{}' is archived: recover it first",
+            kms.name
+        )));
+    }
+    Ok(())
 }
 
 fn in_regions(kms: &KmsResource, field: &str, region: &str) -> Result<(), AppError> {

@@ -32,6 +32,18 @@ pub async fn patch(app: &App, id: &str, body: &[u8]) -> Result<KmsResource, AppE
     Ok(next)
 }
 
+/// Archives (or recovers) a KMS resource: archived, it keeps its keys, and no job, event or key write
+/// reaches its account. Archiving twice changes nothing.
+pub async fn archive(app: &App, id: &str, archived: bool) -> Result<KmsResource, AppError> {
+    let mut kms = get(app, id).await?;
+    if kms.archived != archived {
+        kms.archived = archived;
+        kms.updated_at = now();
+        app.kms.replace(&kms).await?;
+    }
+    Ok(kms)
+}
+
 pub async fn update_acls(app: &App, id: &str, body: &[u8]) -> Result<KmsResource, AppError> {
     let update = AclUpdate::parse(body)?;
     let mut kms = get(app, id).await?;

@@ -59,6 +59,8 @@ def test_the_document_names_exactly_the_routes_and_methods_of_the_router():
         "KeyRefresh": "/api/v1/cckm/aws/keys/{id}/refresh",
         "KeyAction": "/api/v1/cckm/aws/keys/{id}/{action}",
         "KmsUpdateAcls": "/api/v1/cckm/aws/kms/{id}/update-acls",
+        "KmsArchive": "/api/v1/cckm/aws/kms/{id}/archive",
+        "KmsRecover": "/api/v1/cckm/aws/kms/{id}/recover",
         "OrganizationDiscoveries": "/api/v1/cckm/aws/organization-discoveries",
         "SignIn": "/api/v1/auth/tokens",
         "JobConfigCollection": "/api/v1/scheduler/job-configs",
@@ -75,5 +77,5 @@ def test_the_document_names_exactly_the_routes_and_methods_of_the_router():
     document = yaml.safe_load((REPO / "openapi.yaml").read_text())
     documented = {(path, method) for path, item in document["paths"].items()
                   for method in item if method in {"get", "post", "patch", "delete", "put"}}
-    assert len(routed) == 31
+    assert len(routed) == 33
     assert documented == routed

@@ -91,6 +91,7 @@ async fn main() {
         org_status: None,
         connection: None,
         acls: Vec::new(),
+        archived: false,
     };
     if let Err(err) = app.kms.insert(&kms).await {
         eprintln!("engine-bench: {err}");

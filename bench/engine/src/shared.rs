@@ -53,6 +53,7 @@ pub async fn register(
         org_status: None,
         connection: None,
         acls: Vec::new(),
+        archived: false,
     };
     app.kms
         .insert(&kms)

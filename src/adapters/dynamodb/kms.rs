@@ -34,6 +34,8 @@ struct KmsItem {
     connection: Option<ConnectionLink>,
     #[serde(default)]
     acls: Vec<AclEntry>,
+    #[serde(default)]
+    archived: bool,
 }
 
 impl From<&KmsResource> for KmsItem {
@@ -51,6 +53,7 @@ impl From<&KmsResource> for KmsItem {
             org_status: kms.org_status,
             connection: kms.connection.clone(),
             acls: kms.acls.clone(),
+            archived: kms.archived,
         }
     }
 }
@@ -70,6 +73,7 @@ impl From<KmsItem> for KmsResource {
             org_status: item.org_status,
             connection: item.connection,
             acls: item.acls,
+            archived: item.archived,
         }
     }
 }

@@ -7,7 +7,6 @@ use crate::api::views;
 use crate::app::App;
 use crate::domain::AppError;
 use crate::domain::acl;
-use crate::domain::kms::STATUS_ACTIVE;
 use crate::domain::list::{FilterKind, ListQuery, ListSpec};
 use crate::service::kms as service;
 
@@ -32,6 +31,12 @@ pub async fn create(app: &App, request: &HttpRequest) -> Result<HttpResponse, Ap
 pub async fn get(app: &App, id: &str, caller: &Principal) -> Result<HttpResponse, AppError> {
     let kms = service::get(app, id).await?;
     caller.may(&kms, acl::VIEW)?;
+    Ok(HttpResponse::json(200, views::kms(&app.tenancy, &kms)))
+}
+
+/// `POST /kms/{id}/archive` or `/recover`: takes the resource out of service, or back; the resource after it.
+pub async fn archive(app: &App, id: &str, archived: bool) -> Result<HttpResponse, AppError> {
+    let kms = service::archive(app, id, archived).await?;
     Ok(HttpResponse::json(200, views::kms(&app.tenancy, &kms)))
 }
 
@@ -67,7 +72,7 @@ pub async fn list(app: &App, request: &HttpRequest) -> Result<HttpResponse, AppE
                 ("name", k.name.clone()),
                 ("account_id", k.account_id.clone()),
                 ("cloud_name", k.cloud_name().to_string()),
-                ("status", STATUS_ACTIVE.to_string()),
+                ("status", k.status().to_string()),
                 (
                     "connection",
                     k.connection
