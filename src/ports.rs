@@ -531,10 +531,17 @@ pub trait KeyWriterFactory: Send + Sync {
     ) -> Result<Arc<dyn KeyWriter>, SourceError>;
 }
 
-/// The account the function's own credentials belong to (STS GetCallerIdentity).
+/// The account the function's own credentials belong to (STS GetCallerIdentity), and the account other
+/// credentials reach: static keys, a role assumed from them or from the function's own.
 #[async_trait]
 pub trait CallerIdentity: Send + Sync {
     async fn account_id(&self) -> Result<String, AppError>;
+    /// The account these credentials reach; `Err` is why AWS refused them, as a user is to read it.
+    async fn account_of(
+        &self,
+        keys: Option<&StaticKeys>,
+        role: Option<(&str, Option<&str>)>,
+    ) -> Result<String, String>;
 }
 
 /// Hands work items to the workers (SQS in AWS).

@@ -87,8 +87,11 @@ pub fn build_entry(config: &Config, sdk: &SdkConfig) -> Result<Entry, ConfigErro
             aws_sdk_sqs::Client::new(sdk),
             &config.work_queue_url,
         )),
-        identity: Arc::new(StsCallerIdentity::new(aws_sdk_sts::Client::new(sdk))),
-        organization: Arc::new(AwsOrganization::new(sdk.clone(), roles)),
+        identity: Arc::new(StsCallerIdentity::new(
+            aws_sdk_sts::Client::new(sdk),
+            roles.clone(),
+        )),
+        organization: Arc::new(AwsOrganization::new(sdk.clone(), roles.clone())),
         sign_in: config.auth.cognito.as_ref().map(|pool| {
             Arc::new(CognitoSignIn::new(
                 aws_sdk_cognitoidentityprovider::Client::new(sdk),

@@ -116,3 +116,65 @@ async fn a_405_names_in_its_allow_header_exactly_the_methods_the_path_answers() 
         assert_eq!(allow.pop_first().unwrap(), answered.join(", "), "{path}");
     }
 }
+
+/// A refused test answers `connection_ok: false` with AWS's reason (moto accepts any key, so in memory).
+#[tokio::test]
+async fn a_connection_aws_refuses_tests_false_with_the_reason_and_keeps_it() {
+    use common::*;
+    use serde_json::json;
+    let (entry, _parts) = memory_entry(10);
+    let refused = json!({"access_key_id": "AKIAEXAMPLE", "secret_access_key": "wrong"});
+    let (status, answer) = request(
+        &entry,
+        "POST",
+        "/api/v1/connectionmgmt/services/aws/connection-test",
+        Some(refused.clone()),
+    )
+    .await;
+    assert_eq!(
+        (status, &answer["connection_ok"]),
+        (200, &json!(false)),
+        "{answer}"
+    );
+    assert!(
+        answer["connection_error"]
+            .as_str()
+            .unwrap()
+            .contains("InvalidClientTokenId")
+    );
+    let saved =
+        json!({"name": "refused", "access_key_id": "AKIAEXAMPLE", "secret_access_key": "wrong"});
+    let (status, _) = request(
+        &entry,
+        "POST",
+        "/api/v1/connectionmgmt/services/aws/connections",
+        Some(saved),
+    )
+    .await;
+    assert_eq!(status, 201);
+    request(
+        &entry,
+        "POST",
+        "/api/v1/connectionmgmt/services/aws/connections/refused/test",
+        None,
+    )
+    .await;
+    let (_, read) = request(
+        &entry,
+        "GET",
+        "/api/v1/connectionmgmt/services/aws/connections/refused",
+        None,
+    )
+    .await;
+    assert_eq!(read["last_connection_ok"], false, "{read}");
+    assert!(
+        read["last_connection_error"]
+            .as_str()
+            .unwrap()
+            .contains("InvalidClientTokenId")
+    );
+    assert!(
+        !read.to_string().contains("wrong"),
+        "the secret never shows: {read}"
+    );
+}

@@ -253,3 +253,121 @@ async fn a_kms_resource_syncs_through_its_connection() {
     let refused = request(&stack.entry, "POST", "/api/v1/cckm/aws/kms", Some(unknown)).await;
     assert_cckm_error(&refused, 400, 9);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_tests_and_account_lookups_reach_the_account_of_the_credentials() {
+    let stack = shared().stack().await;
+    let account = random_account();
+    let (access, secret) = access_keys_of(&account).await;
+
+    // Ansible's connection_aws_test: unsaved credentials, tested and never stored.
+    let unsaved =
+        json!({"access_key_id": access, "secret_access_key": secret, "cloud_name": "aws"});
+    let (status, answer) = request(
+        &stack.entry,
+        "POST",
+        "/api/v1/connectionmgmt/services/aws/connection-test",
+        Some(unsaved),
+    )
+    .await;
+    assert_eq!(
+        (status, &answer["connection_ok"]),
+        (200, &json!(true)),
+        "{answer}"
+    );
+    let (_, page) = request(&stack.entry, "GET", CONNECTIONS, None).await;
+    assert!(
+        !page.to_string().contains("connection-test"),
+        "nothing saved: {page}"
+    );
+
+    // connection_test on a saved one: the answer, and Terraform's last_connection_* on the connection.
+    let body = terraform_body("tested", &access, &secret, "");
+    let (status, saved) = request(&stack.entry, "POST", CONNECTIONS, Some(body)).await;
+    assert_eq!(status, 201, "{saved}");
+    assert_eq!(saved["last_connection_ok"], Value::Null);
+    let (status, answer) = request(
+        &stack.entry,
+        "POST",
+        &format!("{CONNECTIONS}/tested/test"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, &answer["connection_ok"]),
+        (200, &json!(true)),
+        "{answer}"
+    );
+    let (_, read) = request(&stack.entry, "GET", &format!("{CONNECTIONS}/tested"), None).await;
+    assert_eq!(read["last_connection_ok"], true);
+    assert!(read["last_connection_at"].is_string(), "{read}");
+    assert!(!read.to_string().contains(&secret));
+
+    // Terraform's ciphertrust_aws_account_details and Ansible's accounts: the account the keys reach, and
+    // through a role of another account, that account.
+    let (status, details) = request(
+        &stack.entry,
+        "POST",
+        "/api/v1/cckm/aws/accounts",
+        Some(json!({"connection": "tested", "assume_role_arn": "", "assume_role_external_id": ""})),
+    )
+    .await;
+    assert_eq!(status, 200, "{details}");
+    assert_eq!(details["account_id"], account.as_str());
+    assert!(
+        details["regions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("us-east-1"))
+    );
+    let other = random_account();
+    let role = format!("arn:aws:iam::{other}:role/cckm-sync");
+    let (_, through) = request(
+        &stack.entry,
+        "POST",
+        "/api/v1/cckm/aws/accounts",
+        Some(json!({"connection": "tested", "assume_role_arn": role})),
+    )
+    .await;
+    assert_eq!(through["account_id"], other.as_str(), "{through}");
+    let unknown = request(
+        &stack.entry,
+        "POST",
+        "/api/v1/cckm/aws/accounts",
+        Some(json!({"connection": "nobody"})),
+    )
+    .await;
+    assert_cckm_error(&unknown, 404, 16);
+
+    // Ansible's cckm_aws_alias_info: whether the alias is taken in the resource's region, bare or not.
+    register_kms(&stack.entry, "aliases", &account, &["us-east-1"]).await;
+    let kms = shared().kms_in(&account, "us-east-1").await;
+    let key_id = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    kms.create_alias()
+        .alias_name("alias/taken")
+        .target_key_id(&key_id)
+        .send()
+        .await
+        .unwrap();
+    for (alias, exists) in [("taken", true), ("alias/taken", true), ("free", false)] {
+        let (status, answer) = request(
+            &stack.entry,
+            "POST",
+            "/api/v1/cckm/aws/alias/verify",
+            Some(json!({"alias": alias, "region": "us-east-1", "kms": "aliases"})),
+        )
+        .await;
+        assert_eq!(
+            (status, &answer["exists"]),
+            (200, &json!(exists)),
+            "{alias}: {answer}"
+        );
+    }
+}

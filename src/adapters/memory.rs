@@ -684,6 +684,27 @@ impl CallerIdentity for FixedCallerIdentity {
     async fn account_id(&self) -> Result<String, AppError> {
         Ok(self.0.clone())
     }
+
+    /// Keys whose secret is `wrong` are refused; a role reaches the account its ARN names.
+    async fn account_of(
+        &self,
+        keys: Option<&StaticKeys>,
+        role: Option<(&str, Option<&str>)>,
+    ) -> Result<String, String> {
+        if keys.is_some_and(|k| k.secret_access_key == "wrong") {
+            return Err(
+                "GetCallerIdentity: InvalidClientTokenId: the security token is invalid".into(),
+            );
+        }
+        match role {
+            Some((arn, _)) => arn
+                .split(':')
+                .nth(4)
+                .map(str::to_string)
+                .ok_or_else(|| format!("AssumeRole {arn}: ValidationError: not a role ARN")),
+            None => Ok(self.0.clone()),
+        }
+    }
 }
 
 /// A scripted AWS account: keys per (account, region), served in pages of `page_size` with positional

@@ -3,13 +3,14 @@
 
 use super::aws_error::reason;
 use crate::domain::AppError;
+use crate::domain::connection::StaticKeys;
 use crate::ports::{CallerIdentity, SourceError};
 use async_trait::async_trait;
 use aws_credential_types::Credentials;
 use aws_sdk_sts::Client;
 use aws_sdk_sts::error::ProvideErrorMetadata;
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 /// Credentials are renewed this long before they expire: longer than one invocation (15 minutes), so
@@ -19,11 +20,12 @@ const SESSION_NAME: &str = "cckm-aws-sync";
 
 pub struct StsCallerIdentity {
     client: Client,
+    roles: Arc<RoleCredentials>,
 }
 
 impl StsCallerIdentity {
-    pub fn new(client: Client) -> Self {
-        StsCallerIdentity { client }
+    pub fn new(client: Client, roles: Arc<RoleCredentials>) -> Self {
+        StsCallerIdentity { client, roles }
     }
 }
 
@@ -39,6 +41,51 @@ impl CallerIdentity for StsCallerIdentity {
         output
             .account
             .ok_or_else(|| AppError::Internal("sts get-caller-identity named no account".into()))
+    }
+
+    async fn account_of(
+        &self,
+        keys: Option<&StaticKeys>,
+        role: Option<(&str, Option<&str>)>,
+    ) -> Result<String, String> {
+        let base = keys.map(|keys| {
+            Credentials::new(
+                &keys.access_key_id,
+                &keys.secret_access_key,
+                None,
+                None,
+                "cckm-connection-test",
+            )
+        });
+        let credentials = match role {
+            Some((arn, external_id)) => Some(
+                self.roles
+                    .assume_from(base.as_ref(), arn, external_id)
+                    .await
+                    .map_err(|err| match err {
+                        SourceError::Refused(text) | SourceError::Transient(text) => text,
+                    })?,
+            ),
+            None => base,
+        };
+        let client = match credentials {
+            Some(credentials) => Client::from_conf(
+                self.client
+                    .config()
+                    .to_builder()
+                    .credentials_provider(credentials)
+                    .build(),
+            ),
+            None => self.client.clone(),
+        };
+        let output = client
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| reason("GetCallerIdentity", &e))?;
+        output
+            .account
+            .ok_or_else(|| "GetCallerIdentity named no account".to_string())
     }
 }
 

@@ -34,9 +34,14 @@ enum Route {
     KeyRotations(String),
     KeyVersions(String),
     OrganizationDiscoveries,
+    AccountDetails,
+    AccountRegions,
+    AliasVerify,
     SignIn,
     ConnectionCollection,
     Connection(String),
+    ConnectionTest,
+    ConnectionTestSaved(String),
     JobConfigCollection,
     JobConfig(String),
     JobConfigRunNow(String),
@@ -57,9 +62,14 @@ impl Route {
             | Route::KeyRefresh(_)
             | Route::KeyAction(..)
             | Route::KmsUpdateAcls(_)
+            | Route::ConnectionTest
+            | Route::ConnectionTestSaved(_)
             | Route::KmsArchive(_)
             | Route::KmsRecover(_)
             | Route::OrganizationDiscoveries
+            | Route::AccountDetails
+            | Route::AccountRegions
+            | Route::AliasVerify
             | Route::SignIn
             | Route::JobConfigRunNow(_) => "POST",
             Route::Key(_) => "GET, DELETE",
@@ -81,11 +91,16 @@ impl Route {
                 _ => None,
             };
         }
+        if path == "/v1/connectionmgmt/services/aws/connection-test" {
+            return Some(Route::ConnectionTest);
+        }
         if let Some(rest) = path.strip_prefix("/v1/connectionmgmt/services/aws/connections") {
-            return match rest.strip_prefix('/') {
-                None if rest.is_empty() => Some(Route::ConnectionCollection),
-                Some(id) if !id.is_empty() && !id.contains('/') => {
-                    Some(Route::Connection(id.to_string()))
+            let segments: Vec<&str> = rest.split('/').collect();
+            return match segments.as_slice() {
+                [""] => Some(Route::ConnectionCollection),
+                ["", id] if !id.is_empty() => Some(Route::Connection(id.to_string())),
+                ["", id, "test"] if !id.is_empty() => {
+                    Some(Route::ConnectionTestSaved(id.to_string()))
                 }
                 _ => None,
             };
@@ -109,6 +124,9 @@ impl Route {
             ["keys", id_, "versions"] => Route::KeyVersions(id(id_)?),
             ["keys", id_, action] => Route::KeyAction(id(id_)?, id(action)?),
             ["organization-discoveries"] => Route::OrganizationDiscoveries,
+            ["accounts"] => Route::AccountDetails,
+            ["get-all-regions"] => Route::AccountRegions,
+            ["alias", "verify"] => Route::AliasVerify,
             _ => return None,
         })
     }
@@ -168,6 +186,10 @@ impl Api {
             }
             (Route::ConnectionCollection, "GET") => routes::connections::list(app, request).await,
             (Route::Connection(id), "GET") => routes::connections::get(app, id).await,
+            (Route::ConnectionTest, "POST") => {
+                routes::connections::test_unsaved(app, request).await
+            }
+            (Route::ConnectionTestSaved(id), "POST") => routes::connections::test(app, id).await,
             (Route::Connection(id), "PATCH") => routes::connections::patch(app, id, request).await,
             (Route::Connection(id), "DELETE") => routes::connections::delete(app, id).await,
             (Route::KmsCollection, "POST") => routes::kms::create(app, request).await,
@@ -197,6 +219,9 @@ impl Api {
                 routes::keys::versions(app, id, request, &caller).await
             }
             (Route::OrganizationDiscoveries, "POST") => routes::discovery::run(app, request).await,
+            (Route::AccountDetails, "POST") => routes::accounts::details(app, request).await,
+            (Route::AccountRegions, "POST") => routes::accounts::regions(app, request).await,
+            (Route::AliasVerify, "POST") => routes::accounts::verify_alias(app, request).await,
             _ => Err(AppError::MethodNotAllowed {
                 method: method.to_string(),
                 path: request.path.clone(),

@@ -2,7 +2,7 @@
 //! (`uri`, `account`, `application`, `devAccount`) from configuration.
 
 use crate::config::Tenancy;
-use crate::domain::connection::AwsConnection;
+use crate::domain::connection::{AwsConnection, ConnectionCheck};
 use crate::domain::job::Job;
 use crate::domain::job_config::{self, JobConfig};
 use crate::domain::key::{KeyRecord, key_record_id};
@@ -137,6 +137,15 @@ pub fn key(tenancy: &Tenancy, key: &KeyRecord) -> Value {
     Value::Object(fields)
 }
 
+/// A connection test's answer: `connection_ok`, and AWS's reason when it is false.
+pub fn connection_check(check: &ConnectionCheck) -> Value {
+    json!({
+        "connection_ok": check.ok,
+        "connection_error": check.error,
+        "last_connection_at": format(&check.at),
+    })
+}
+
 /// One rotation of a key's material as CCKM shows it: AWS's fields under `aws_param`, CCKM's around them
 /// (a synced key's material has no CCKM source). Its id is stable: derived from the key and the rotation.
 pub fn rotation(tenancy: &Tenancy, key: &KeyRecord, rotation: &KeyRotation) -> Value {
@@ -228,10 +237,17 @@ pub fn connection(tenancy: &Tenancy, connection: &AwsConnection) -> Value {
         "resource_url".into(),
         Value::from(format!("/v1/connectionmgmt/services/aws/connections/{id}")),
     );
-    // The function does not probe connections; a sync's unit status tells whether one works.
-    fields.insert("last_connection_ok".into(), Value::Null);
-    fields.insert("last_connection_error".into(), Value::from(""));
-    fields.insert("last_connection_at".into(), Value::Null);
+    // Null until the connection is tested (`POST .../connections/{id}/test`).
+    let check = connection.last_check.as_ref();
+    fields.insert("last_connection_ok".into(), json!(check.map(|c| c.ok)));
+    fields.insert(
+        "last_connection_error".into(),
+        Value::from(check.map_or("", |c| c.error.as_str())),
+    );
+    fields.insert(
+        "last_connection_at".into(),
+        json!(check.map(|c| format(&c.at))),
+    );
     fields.insert("access_key_id".into(), json!(connection.access_key_id));
     fields.insert("assume_role_arn".into(), json!(connection.assume_role_arn));
     fields.insert(

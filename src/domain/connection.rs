@@ -31,6 +31,18 @@ pub struct AwsConnection {
     pub created_at: Timestamp,
     #[serde(rename = "updatedAt", with = "rfc3339")]
     pub updated_at: Timestamp,
+    /// The last test of the connection (`POST .../connections/{id}/test`); None before the first.
+    #[serde(default)]
+    pub last_check: Option<ConnectionCheck>,
+}
+
+/// What a connection test found: the account the credentials reach, or why AWS refused them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionCheck {
+    pub ok: bool,
+    pub error: String,
+    #[serde(with = "rfc3339")]
+    pub at: Timestamp,
 }
 
 /// A create or patch body of `/v1/connectionmgmt/services/aws/connections`, as the clients send it.
@@ -183,6 +195,7 @@ impl ConnectionBody {
             products: self.products.unwrap_or_else(|| vec!["cckm".into()]),
             created_at: now,
             updated_at: now,
+            last_check: None,
         };
         apply_settings(
             &mut connection,

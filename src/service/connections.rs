@@ -4,7 +4,7 @@
 
 use crate::app::App;
 use crate::domain::AppError;
-use crate::domain::connection::{AwsConnection, ConnectionBody};
+use crate::domain::connection::{AwsConnection, ConnectionBody, ConnectionCheck, StaticKeys};
 use crate::domain::kms::{ConnectionLink, KmsResource};
 use crate::domain::list::parse_json_body;
 use crate::domain::time::now;
@@ -94,6 +94,49 @@ pub async fn delete(app: &App, id_or_name: &str) -> Result<(), AppError> {
         app.secrets.delete(secret).await?;
     }
     Ok(())
+}
+
+/// Tests credentials a client has not saved (`POST .../connection-test`): the account they reach, or why
+/// AWS refused them. Nothing is stored; the secret key is used for the one call and dropped.
+pub async fn test_unsaved(app: &App, body: &[u8]) -> Result<ConnectionCheck, AppError> {
+    let mut body: ConnectionBody = parse_json_body(body)?;
+    // The test needs no name; validation asks for one.
+    body.name = Some("connection-test".into());
+    let new = body.validate_new(Uuid::nil(), now())?;
+    Ok(check(app, new.keys.as_ref(), &new.connection).await)
+}
+
+/// Tests a saved connection (`POST .../connections/{id}/test`) and keeps what it found on it.
+pub async fn test(app: &App, id_or_name: &str) -> Result<ConnectionCheck, AppError> {
+    let mut connection = get(app, id_or_name).await?;
+    let keys = match &connection.secret_id {
+        Some(secret) => Some(app.secrets.read(secret).await?),
+        None => None,
+    };
+    let found = check(app, keys.as_ref(), &connection).await;
+    connection.last_check = Some(found.clone());
+    app.connections.replace(&connection).await?;
+    Ok(found)
+}
+
+async fn check(
+    app: &App,
+    keys: Option<&StaticKeys>,
+    connection: &AwsConnection,
+) -> ConnectionCheck {
+    let role = connection
+        .assume_role_arn
+        .as_deref()
+        .map(|arn| (arn, connection.assume_role_external_id.as_deref()));
+    let (ok, error) = match app.identity.account_of(keys, role).await {
+        Ok(_) => (true, String::new()),
+        Err(why) => (false, why),
+    };
+    ConnectionCheck {
+        ok,
+        error,
+        at: now(),
+    }
 }
 
 /// The link a KMS resource keeps to the connection `id_or_name`; an empty name (Go's unset string) is none.

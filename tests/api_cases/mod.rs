@@ -22,6 +22,7 @@ macro_rules! api_tests {
             paths_work_with_and_without_api_and_under_a_rest_stage,
             cancel_sets_abort_and_a_finished_or_unknown_job_cannot_be_cancelled,
             deleting_a_kms_used_by_a_running_job_is_refused,
+            an_archived_kms_keeps_out_of_jobs_and_key_writes_until_recovered,
         );
     };
     (@each $backend:expr; $($case:ident),* $(,)?) => {
@@ -592,4 +593,43 @@ pub async fn deleting_a_kms_used_by_a_running_job_is_refused(backend: &Backend) 
     );
     let (status, _) = request(entry, "GET", &format!("/api/v1/cckm/aws/kms/{id}"), None).await;
     assert_eq!(status, 200, "still registered");
+}
+
+/// Both clients' `archive` and `recover` (Ansible's cckm_aws_kms, Terraform's ciphertrust_aws_kms `archive`).
+pub async fn an_archived_kms_keeps_out_of_jobs_and_key_writes_until_recovered(backend: &Backend) {
+    let entry = backend.entry();
+    let (kept, live) = (random_account(), random_account());
+    register_kms(entry, "kept", &kept, &["us-east-1"]).await;
+    register_kms(entry, "live", &live, &["eu-west-1"]).await;
+    let (status, kms) = request(entry, "POST", "/api/v1/cckm/aws/kms/kept/archive", None).await;
+    assert_eq!(
+        (status, kms["status"].as_str()),
+        (200, Some("ARCHIVED")),
+        "{kms}"
+    );
+    let (_, page) = request(entry, "GET", "/api/v1/cckm/aws/kms?status=ARCHIVED", None).await;
+    assert_eq!(page["total"], 1, "{page}");
+    // A job of every resource leaves it out.
+    let job = get_job(
+        entry,
+        &start_job(entry, json!({"synchronize_all": true})).await,
+    )
+    .await;
+    let units = job["detailed_status"].as_object().unwrap();
+    assert!(units.contains_key(&format!("{live}/eu-west-1")), "{job}");
+    assert!(!units.contains_key(&format!("{kept}/us-east-1")), "{job}");
+    let refused = request(
+        entry,
+        "POST",
+        "/api/v1/cckm/aws/keys",
+        Some(json!({"kms": "kept", "region": "us-east-1"})),
+    )
+    .await;
+    assert_cckm_error(&refused, 409, 4);
+    let (status, kms) = request(entry, "POST", "/api/v1/cckm/aws/kms/kept/recover", None).await;
+    assert_eq!(
+        (status, kms["status"].as_str()),
+        (200, Some("ACTIVE")),
+        "{kms}"
+    );
 }

@@ -27,6 +27,18 @@ pub async fn create(app: &App, request: &HttpRequest) -> Result<HttpResponse, Ap
     ))
 }
 
+/// `POST .../connection-test`: whether unsaved credentials reach AWS, as Ansible's connection test reads it.
+pub async fn test_unsaved(app: &App, request: &HttpRequest) -> Result<HttpResponse, AppError> {
+    let check = service::test_unsaved(app, &request.body).await?;
+    Ok(HttpResponse::json(200, views::connection_check(&check)))
+}
+
+/// `POST .../connections/{id}/test`: whether the saved connection reaches AWS; kept on the connection.
+pub async fn test(app: &App, id: &str) -> Result<HttpResponse, AppError> {
+    let check = service::test(app, id).await?;
+    Ok(HttpResponse::json(200, views::connection_check(&check)))
+}
+
 pub async fn get(app: &App, id: &str) -> Result<HttpResponse, AppError> {
     let connection = service::get(app, id).await?;
     Ok(HttpResponse::json(

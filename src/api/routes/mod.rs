@@ -1,5 +1,6 @@
 //! Route handlers, one module per resource. Each reads the request, calls a service, renders the answer.
 
+pub mod accounts;
 pub mod connections;
 pub mod discovery;
 pub mod job_configs;
