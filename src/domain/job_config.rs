@@ -94,6 +94,24 @@ fn date(field: &str, value: Option<String>) -> Result<Option<Timestamp>, AppErro
     Ok((chrono::Datelike::year(&parsed) > 1).then_some(parsed))
 }
 
+/// A date of a PATCH body: absent or Go's zero date (Terraform 1.0.1 sends it for an unset date) leaves it
+/// as it is; `""` clears it (the newest Terraform sends that when the plan drops it); a date replaces it.
+fn patch_date(
+    current: &mut Option<Timestamp>,
+    field: &str,
+    value: Option<String>,
+) -> Result<(), AppError> {
+    match value {
+        Some(text) if text.trim().is_empty() => *current = None,
+        value => {
+            if let Some(date) = date(field, value)? {
+                *current = Some(date);
+            }
+        }
+    }
+    Ok(())
+}
+
 impl JobConfigBody {
     fn check_others(&self) -> Result<(), AppError> {
         for (name, value) in &self.others {
@@ -176,12 +194,8 @@ impl JobConfigBody {
         if let Some(disabled) = self.disabled {
             next.disabled = disabled;
         }
-        if let Some(start) = date("start_date", self.start_date)? {
-            next.start_date = Some(start);
-        }
-        if let Some(end) = date("end_date", self.end_date)? {
-            next.end_date = Some(end);
-        }
+        patch_date(&mut next.start_date, "start_date", self.start_date)?;
+        patch_date(&mut next.end_date, "end_date", self.end_date)?;
         if let Some(params) = self.cckm_synchronization_params {
             next.params = params.apply(&current.params)?;
         }
@@ -452,6 +466,24 @@ mod tests {
             ("nightly", "30 3 * * *")
         );
         assert_eq!(next.params.cloud_name, "aws");
+    }
+
+    #[test]
+    fn the_newest_terraform_clears_a_date_with_an_empty_string_and_leaves_an_absent_one() {
+        let now = chrono::Utc::now();
+        let mut dated = terraform("dated", "0 2 * * *");
+        dated["start_date"] = json!("2030-01-01T00:00:00Z");
+        dated["end_date"] = json!("2031-01-01T00:00:00Z");
+        let body: JobConfigBody = serde_json::from_value(dated).unwrap();
+        let config = body.validate_new(Uuid::nil(), now).unwrap();
+        // resource_scheduler.go (3e9c295b) update: dates omitted when unchanged, "" when the plan drops one.
+        let update = json!({"name": "", "run_at": "0 2 * * *", "start_date": "",
+                            "cckm_synchronization_params": {"cloud_name": "", "kms": ["prod"],
+                                                            "synchronize_all": false}});
+        let body: JobConfigBody = serde_json::from_value(update).unwrap();
+        let next = body.apply(&config, now).unwrap();
+        assert_eq!(next.start_date, None);
+        assert_eq!(next.end_date, config.end_date);
     }
 
     #[test]

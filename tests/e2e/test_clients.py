@@ -377,6 +377,120 @@ def test_terraform_key_and_acl_resources_and_ansible_key_operations(fresh_stack)
     reads("ansible rotations", rotations["resources"][0], ROTATION_READS)
 
 
+def newest_ansible_sign_in(stack):
+    # cm_api.py @54bcbe83 _authenticate: auth_domain_path only when non-empty; one sign-in per task.
+    username, password = stack.admin
+    status, answer = send(stack, "POST", "/api/v1/auth/tokens",
+                          {"grant_type": "password", "username": username, "password": password},
+                          [("Content-Type", "application/json"), ("Connection", "keep-alive")])
+    assert status == 200, answer
+    SENT_SECRETS.extend([password, answer["jwt"].rsplit(".", 1)[-1]])
+    return [("Content-Type", "application/json; charset=utf-8"), ("Authorization", f"Bearer {answer['jwt']}"),
+            ("User-Agent", "Python-urllib/3.11")]
+
+
+def q(pairs):
+    # cckm_common.py build_query: urlencode (quote_plus), lists as repeated keys, booleans lowercased.
+    return "?" + urllib.parse.urlencode(pairs)
+
+
+def test_newest_ansible_collection_operations(fresh_stack):
+    """The collection's newest AWS modules (commit 7f57b82f; cm_api.py @54bcbe83, cckm_aws.py and
+    cckm_common.py @586489aa, idempotent.py @7f57b82f, connection modules @da4abfb3): each GET-before-write
+    lookup, then the write, with nested nulls pruned (`prune`) and lists as repeated query keys."""
+    stack = fresh_stack
+    kms_client = aws(stack, "kms")
+    h = newest_ansible_sign_in(stack)
+    conn_path = "/api/v1/connectionmgmt/services/aws/connections"
+    # connection_aws_test: unsaved credentials; only connection_ok false fails the task.
+    SENT_SECRETS.append("newest-secret-access-key")
+    creds = {"access_key_id": "AKIANEWEST", "secret_access_key": "newest-secret-access-key", "cloud_name": "aws"}
+    status, tested = send(stack, "POST", "/api/v1/connectionmgmt/services/aws/connection-test", creds, h)
+    assert status == 200 and tested["connection_ok"] is True, tested
+    # connection_aws_save create: lookup by name, then POST (build_request_payload: top-level None dropped).
+    status, page = send(stack, "GET", f"{conn_path}{q([('skip', 0), ('limit', 1), ('name', 'newest')])}", None, h)
+    assert status == 200 and page["resources"] == [], page
+    status, conn = send(stack, "POST", conn_path, {"name": "newest", **creds, "is_role_anywhere": False}, h)
+    assert status == 201, conn
+    # connection_test: a saved connection, by id.
+    status, tested = send(stack, "POST", f"{conn_path}/{conn['id']}/test", None, h)
+    assert status == 200 and tested["connection_ok"] is True, tested
+    # cckm_aws_account_info accounts.
+    status, account = send(stack, "POST", "/api/v1/cckm/aws/accounts", {"connection": "newest"}, h)
+    assert status == 200 and account["account_id"] == OWN_ACCOUNT, account
+
+    # cckm_aws_kms create (idempotent_create: ?skip=0&limit=1&name=), update_acls, archive, recover.
+    status, page = send(stack, "GET", f"/api/v1/cckm/aws/kms{q([('skip', 0), ('limit', 1), ('name', 'ans-new')])}",
+                        None, h)
+    assert status == 200 and page["resources"] == [], page
+    status, kms = send(stack, "POST", "/api/v1/cckm/aws/kms",
+                       {"name": "ans-new", "account_id": OWN_ACCOUNT, "connection": "newest",
+                        "regions": ["us-east-1"]}, h)
+    assert status == 201, kms
+    status, acl = send(stack, "POST", "/api/v1/cckm/aws/kms/ans-new/update-acls",
+                       {"acls": [{"group": "cloud-team", "permit": True, "actions": ["keycreate", "keyrotate"]}]}, h)
+    assert status == 200 and acl["acls"][0]["actions"] == ["keycreate", "keyrotate"], acl
+    for action, expected in (("archive", "ARCHIVED"), ("recover", "ACTIVE")):
+        status, answer = send(stack, "POST", f"/api/v1/cckm/aws/kms/ans-new/{action}", None, h)
+        assert status == 200 and answer["status"] == expected, (action, answer)
+    # cckm_aws_kms_info list.
+    status, page = send(stack, "GET", "/api/v1/cckm/aws/kms" + q([("name", "ans-new"), ("cloud_name", "aws"),
+                                                                   ("status", "ACTIVE")]), None, h)
+    assert status == 200 and page["total"] == 1, page
+
+    # cckm_aws_key create: the alias lookup (alias, region, kms echoed), then POST with aws_param pruned.
+    lookup = q([("alias", "ans-new-key"), ("region", "us-east-1"), ("kms", "ans-new"), ("skip", 0), ("limit", 1)])
+    status, page = send(stack, "GET", f"/api/v1/cckm/aws/keys{lookup}", None, h)
+    assert status == 200 and page["resources"] == [], page
+    status, alias = send(stack, "POST", "/api/v1/cckm/aws/alias/verify",
+                         {"alias": "ans-new-key", "region": "us-east-1", "kms": "ans-new"}, h)
+    assert status == 200 and alias["exists"] is False, alias
+    status, key = send(stack, "POST", "/api/v1/cckm/aws/keys",
+                       {"kms": "ans-new", "region": "us-east-1",
+                        "aws_param": {"Alias": "ans-new-key", "Description": "from ansible",
+                                      "Tags": [{"TagKey": "env", "TagValue": "prod"}]}}, h)
+    assert status == 201 and "codeDesc" not in json.dumps(key), key
+    status, page = send(stack, "GET", f"/api/v1/cckm/aws/keys{lookup}", None, h)
+    assert status == 200 and page["resources"][0]["region"] == "us-east-1", page
+    assert page["resources"][0]["kms"] == "ans-new", page
+    # cckm_aws_key_info: lists as repeated keys, tags as one JSON value, then get, versions, rotations.
+    info = q([("kms", "ans-new"), ("region", "us-east-1"), ("region", "eu-west-1"),
+              ("keystate", "Enabled"), ("enabled", "true"), ("tags", '{"env": "prod"}')])
+    status, page = send(stack, "GET", f"/api/v1/cckm/aws/keys{info}", None, h)
+    assert status == 200 and page["total"] == 1, page
+    key_path = f"/api/v1/cckm/aws/keys/{key['id']}"
+    # cckm_aws_key actions: bare POSTs (Content-Length 0) and pruned bodies.
+    for action, body in (("rotate-material", None), ("enable-auto-rotation", {}),
+                         ("add-tags", {"tags": [{"tag_key": "tier", "tag_value": "1"}]}),
+                         ("remove-tags", {"tags": ["env"]}), ("update-description", {"description": "v2"}),
+                         ("refresh", None)):
+        status, answer = send(stack, "POST", f"{key_path}/{action}", body, h)
+        assert status == 200 and "codeDesc" not in json.dumps(answer), (action, answer)
+    for sub in ("", "/versions" + q([("skip", 0), ("limit", 10), ("sort", "-version")]),
+                "/rotations" + q([("key_source", "native"), ("RotationType", "ON_DEMAND")])):
+        status, answer = send(stack, "GET", f"{key_path}{sub}", None, h)
+        assert status == 200, (sub, answer)
+    assert answer["total"] == 1, answer
+    tags = kms_client.list_resource_tags(KeyId=key["aws_param"]["KeyID"])["Tags"]
+    assert tags == [{"TagKey": "tier", "TagValue": "1"}], tags
+
+    # cckm_aws_synchronization_job create (kms as a list), info get and list.
+    status, job = send(stack, "POST", "/api/v1/cckm/aws/synchronization-jobs", {"kms": ["ans-new"]}, h)
+    assert status == 201, job
+    run_queue(stack)
+    status, job = send(stack, "GET", f"/api/v1/cckm/aws/synchronization-jobs/{job['id']}", None, h)
+    assert status == 200 and job["overall_status"] != "in_progress", job
+    status, page = send(stack, "GET", "/api/v1/cckm/aws/synchronization-jobs" + q([("kms", "ans-new"), ("limit", 5)]),
+                        None, h)
+    assert status == 200 and page["total"] >= 1, page
+    # cm_resource_delete resource_type=aws-key: GET, then DELETE (our record only; AWS keeps the key).
+    status, _ = send(stack, "GET", key_path, None, h)
+    assert status == 200
+    status, _ = send(stack, "DELETE", key_path, None, h)
+    assert status == 204
+    assert kms_client.describe_key(KeyId=key["aws_param"]["KeyID"])["KeyMetadata"]["KeyState"] == "Enabled"
+
+
 def test_a_read_only_user_reads_and_is_refused_writes_as_the_clients_see_it(fresh_stack):
     stack = fresh_stack
     cognito = boto3.client("cognito-idp", endpoint_url=stack.endpoint, region_name="us-east-1",

@@ -1,5 +1,6 @@
 """The IAM policies of template.yaml grant no more than the function uses: no `*` action (nor `service:*`),
-and a `*` resource only for KMS reads that AWS does not scope to a resource (ListKeys, ListAliases).
+and a `*` resource only for KMS calls that AWS does not scope to a resource (ListKeys, ListAliases, and
+CreateKey, whose key has no ARN yet). A statement under a condition (`!If`) is checked as the others.
 SAM policy templates (`DynamoDBCrudPolicy`, `SQSSendMessagePolicy`) are scoped to their named resource by SAM.
 """
 
@@ -9,7 +10,7 @@ import yaml
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 # Reads that IAM cannot scope to a key: the only actions that may name `Resource: "*"`.
-UNSCOPED_KMS_READS = {"kms:ListKeys", "kms:ListAliases"}
+UNSCOPED_KMS_CALLS = {"kms:ListKeys", "kms:ListAliases", "kms:CreateKey"}
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -44,6 +45,9 @@ def _statements():
             documents.append(props["PolicyDocument"])
         for document in documents:
             for statement in _listed(document["Statement"]):
+                # !If [condition, statement, AWS::NoValue]: the statement it adds when the condition holds.
+                if "!If" in statement:
+                    statement = statement["!If"][1]
                 found.append((f"{name}/{statement.get('Sid', '?')}", statement))
     return found
 
@@ -59,10 +63,10 @@ def test_no_statement_allows_every_action_of_a_service():
         assert "NotAction" not in statement, where
 
 
-def test_a_star_resource_is_only_for_kms_reads_that_cannot_be_scoped():
+def test_a_star_resource_is_only_for_kms_calls_that_cannot_be_scoped():
     for where, statement in _statements():
         if statement.get("Effect") != "Allow" or "Resource" not in statement:
             continue  # a trust policy names a principal, not a resource
         if "*" in _listed(statement["Resource"]):
             actions = set(_listed(statement["Action"]))
-            assert actions <= UNSCOPED_KMS_READS, f"{where}: {sorted(actions)} on every resource"
+            assert actions <= UNSCOPED_KMS_CALLS, f"{where}: {sorted(actions)} on every resource"
