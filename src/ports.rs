@@ -520,6 +520,9 @@ pub trait KeyWriter: Send + Sync {
     /// Creates the key (with its alias, when it names one) and answers its key id.
     async fn create_key(&self, key: &NewKey) -> Result<String, AppError>;
     async fn change_key(&self, key_id: &str, change: &KeyChange) -> Result<(), AppError>;
+    /// The public key of an asymmetric key, as PEM (GetPublicKey): the one read that only the API's key
+    /// operations make, so it lives here rather than with the sync's reads.
+    async fn public_key(&self, key_id: &str) -> Result<String, AppError>;
 }
 
 #[async_trait]

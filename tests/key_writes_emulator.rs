@@ -22,6 +22,11 @@ async fn action(
     answer
 }
 
+async fn describe(kms: &aws_sdk_kms::Client, key_id: &str) -> aws_sdk_kms::types::KeyMetadata {
+    let described = kms.describe_key().key_id(key_id).send().await.unwrap();
+    described.key_metadata.unwrap()
+}
+
 async fn key_count(kms: &aws_sdk_kms::Client) -> usize {
     kms.list_keys().send().await.unwrap().keys().len()
 }
@@ -49,14 +54,7 @@ async fn each_client_write_changes_the_key_in_aws_and_answers_the_key_after_it()
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_string();
     let key_id = created["aws_param"]["KeyID"].as_str().unwrap().to_string();
-    let described = kms
-        .describe_key()
-        .key_id(&key_id)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap();
+    let described = describe(&kms, &key_id).await;
     assert_eq!(described.description(), Some("card data"));
     assert_eq!(created["aws_param"]["Alias"], json!(["alias/payments"]));
     assert_eq!(
@@ -174,14 +172,7 @@ async fn each_client_write_changes_the_key_in_aws_and_answers_the_key_after_it()
     .await;
     assert_eq!(answer["aws_param"]["KeyState"], "PendingDeletion");
     assert!(answer["deletion_date"].is_string(), "{answer}");
-    let state = kms
-        .describe_key()
-        .key_id(&key_id)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap();
+    let state = describe(&kms, &key_id).await;
     assert_eq!(state.key_state(), Some(&KeyState::PendingDeletion));
     let answer = action(&stack.entry, &id, "cancel-deletion", None).await;
     assert_eq!(answer["aws_param"]["KeyState"], "Disabled");
@@ -244,14 +235,7 @@ async fn a_multi_region_key_replicates_and_moves_its_primary_within_the_resource
     assert_ne!(replica["id"], primary["id"]);
     let eu = shared().kms_in(&account, "eu-west-1").await;
     // moto makes the replica a copy of the primary (it ignores the replica's own description).
-    let copy = eu
-        .describe_key()
-        .key_id(&key_id)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap();
+    let copy = describe(&eu, &key_id).await;
     assert_eq!(copy.arn(), replica["aws_param"]["Arn"].as_str());
 
     action(
@@ -261,14 +245,7 @@ async fn a_multi_region_key_replicates_and_moves_its_primary_within_the_resource
         Some(json!({"PrimaryRegion": "eu-west-1"})),
     )
     .await;
-    let moved = eu
-        .describe_key()
-        .key_id(&key_id)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap();
+    let moved = describe(&eu, &key_id).await;
     let primary_region = moved
         .multi_region_configuration()
         .and_then(|c| c.primary_key())
@@ -373,4 +350,94 @@ async fn bad_writes_are_refused_by_name_and_nothing_is_made_in_aws() {
         .unwrap();
     assert_eq!(described.key_state(), Some(&KeyState::Enabled));
     assert_eq!(key_count(&kms).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ansibles_reads_public_key_and_rotation_status_and_imported_material_deletion() {
+    let stack = shared().stack().await;
+    let account = random_account();
+    register_kms(&stack.entry, "reads", &account, &["us-east-1"]).await;
+    let kms = shared().kms_in(&account, "us-east-1").await;
+    let create = |spec: &str, usage: &str, origin: &str| {
+        json!({"kms": "reads", "region": "us-east-1",
+               "aws_param": {"CustomerMasterKeySpec": spec, "KeyUsage": usage, "Origin": origin}})
+    };
+    let (_, signing) = request(
+        &stack.entry,
+        "POST",
+        KEYS,
+        Some(create("RSA_2048", "SIGN_VERIFY", "")),
+    )
+    .await;
+    let id = signing["id"].as_str().unwrap();
+    let (status, answer) = request(
+        &stack.entry,
+        "GET",
+        &format!("{KEYS}/{id}/download-public-key"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let key_id = signing["aws_param"]["KeyID"].as_str().unwrap();
+    let der = kms
+        .get_public_key()
+        .key_id(key_id)
+        .send()
+        .await
+        .unwrap()
+        .public_key
+        .unwrap();
+    use base64::Engine;
+    let body: String = answer["public_key"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    assert!(
+        answer["public_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN PUBLIC KEY-----\n")
+    );
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap(),
+        der.into_inner()
+    );
+
+    // A symmetric key has none: AWS's refusal, 400.
+    let (_, symmetric) = request(&stack.entry, "POST", KEYS, Some(create("", "", ""))).await;
+    let sid = symmetric["id"].as_str().unwrap();
+    let refused = request(
+        &stack.entry,
+        "GET",
+        &format!("{KEYS}/{sid}/download-public-key"),
+        None,
+    )
+    .await;
+    assert_cckm_error(&refused, 400, 9);
+    action(&stack.entry, sid, "enable-auto-rotation", Some(json!({}))).await;
+    let status = action(&stack.entry, sid, "get-key-rotation-status", None).await;
+    assert_eq!(status["KeyRotationEnabled"], true, "{status}");
+    assert_eq!(status["RotationPeriodInDays"], 365, "{status}");
+
+    // An imported key: its material deleted, it waits for new material again.
+    let (_, external) = request(&stack.entry, "POST", KEYS, Some(create("", "", "EXTERNAL"))).await;
+    assert_eq!(
+        external["aws_param"]["KeyState"], "PendingImport",
+        "{external}"
+    );
+    let eid = external["id"].as_str().unwrap();
+    let refused = request(
+        &stack.entry,
+        "POST",
+        &format!("{KEYS}/{eid}/delete-material"),
+        Some(json!({"key_material_id": 7})),
+    )
+    .await;
+    assert_cckm_error(&refused, 400, 9);
+    let answer = action(&stack.entry, eid, "delete-material", Some(json!({}))).await;
+    assert_eq!(answer["aws_param"]["KeyState"], "PendingImport", "{answer}");
 }

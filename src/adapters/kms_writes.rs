@@ -71,6 +71,15 @@ where
     }
 }
 
+/// A change's answer: nothing to read, or AWS's refusal.
+fn done<T, E, R>(operation: &str, result: Result<T, SdkError<E, R>>) -> Result<(), AppError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    result.map(drop).map_err(|err| refusal(operation, &err))
+}
+
 fn aws_tags(tags: &[Tag]) -> Result<Vec<aws_sdk_kms::types::Tag>, AppError> {
     tags.iter()
         .map(|tag| {
@@ -128,14 +137,15 @@ impl KeyWriter for AwsKeyWriter {
     async fn change_key(&self, key_id: &str, change: &KeyChange) -> Result<(), AppError> {
         let client = &self.client;
         match change {
-            KeyChange::AddAlias(alias) => client
-                .create_alias()
-                .alias_name(alias)
-                .target_key_id(key_id)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|err| refusal("CreateAlias", &err)),
+            KeyChange::AddAlias(alias) => done(
+                "CreateAlias",
+                client
+                    .create_alias()
+                    .alias_name(alias)
+                    .target_key_id(key_id)
+                    .send()
+                    .await,
+            ),
             KeyChange::DeleteAlias(alias) => {
                 // DeleteAlias takes no key: an alias of another key must not go through this one.
                 if !self.names_key(key_id, alias).await? {
@@ -143,129 +153,147 @@ impl KeyWriter for AwsKeyWriter {
                         "alias '{alias}' does not name key {key_id}"
                     )));
                 }
-                client
-                    .delete_alias()
-                    .alias_name(alias)
-                    .send()
-                    .await
-                    .map(drop)
-                    .map_err(|err| refusal("DeleteAlias", &err))
+                done(
+                    "DeleteAlias",
+                    client.delete_alias().alias_name(alias).send().await,
+                )
             }
-            KeyChange::UpdateDescription(description) => client
-                .update_key_description()
-                .key_id(key_id)
-                .description(description)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|err| refusal("UpdateKeyDescription", &err)),
-            KeyChange::AddTags(tags) => client
-                .tag_resource()
-                .key_id(key_id)
-                .set_tags(Some(aws_tags(tags)?))
-                .send()
-                .await
-                .map(drop)
-                .map_err(|err| refusal("TagResource", &err)),
-            KeyChange::RemoveTags(keys) => client
-                .untag_resource()
-                .key_id(key_id)
-                .set_tag_keys(Some(keys.clone()))
-                .send()
-                .await
-                .map(drop)
-                .map_err(|err| refusal("UntagResource", &err)),
+            KeyChange::UpdateDescription(description) => done(
+                "UpdateKeyDescription",
+                client
+                    .update_key_description()
+                    .key_id(key_id)
+                    .description(description)
+                    .send()
+                    .await,
+            ),
+            KeyChange::AddTags(tags) => done(
+                "TagResource",
+                client
+                    .tag_resource()
+                    .key_id(key_id)
+                    .set_tags(Some(aws_tags(tags)?))
+                    .send()
+                    .await,
+            ),
+            KeyChange::RemoveTags(keys) => done(
+                "UntagResource",
+                client
+                    .untag_resource()
+                    .key_id(key_id)
+                    .set_tag_keys(Some(keys.clone()))
+                    .send()
+                    .await,
+            ),
             KeyChange::PutPolicy {
                 policy,
                 bypass_policy_lockout_safety_check,
-            } => client
-                .put_key_policy()
-                .key_id(key_id)
-                .policy_name("default")
-                .policy(policy)
-                .bypass_policy_lockout_safety_check(*bypass_policy_lockout_safety_check)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|err| refusal("PutKeyPolicy", &err)),
-            KeyChange::Enable => client
-                .enable_key()
-                .key_id(key_id)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|err| refusal("EnableKey", &err)),
-            KeyChange::Disable => client
-                .disable_key()
-                .key_id(key_id)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|err| refusal("DisableKey", &err)),
-            KeyChange::EnableAutoRotation { period_in_days } => client
-                .enable_key_rotation()
-                .key_id(key_id)
-                .set_rotation_period_in_days(*period_in_days)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|err| refusal("EnableKeyRotation", &err)),
-            KeyChange::DisableAutoRotation => client
-                .disable_key_rotation()
-                .key_id(key_id)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|err| refusal("DisableKeyRotation", &err)),
-            KeyChange::ScheduleDeletion { days } => client
-                .schedule_key_deletion()
-                .key_id(key_id)
-                .pending_window_in_days(*days)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|err| refusal("ScheduleKeyDeletion", &err)),
-            KeyChange::CancelDeletion => client
-                .cancel_key_deletion()
-                .key_id(key_id)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|err| refusal("CancelKeyDeletion", &err)),
-            KeyChange::RotateMaterial => client
-                .rotate_key_on_demand()
-                .key_id(key_id)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|err| refusal("RotateKeyOnDemand", &err)),
-            KeyChange::DeleteMaterial => client
-                .delete_imported_key_material()
-                .key_id(key_id)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|err| refusal("DeleteImportedKeyMaterial", &err)),
-            KeyChange::Replicate(replica) => client
-                .replicate_key()
-                .key_id(key_id)
-                .replica_region(&replica.region)
-                .set_description(replica.description.clone())
-                .set_policy(replica.policy.clone())
-                .bypass_policy_lockout_safety_check(replica.bypass_policy_lockout_safety_check)
-                .set_tags(Some(aws_tags(&replica.tags)?).filter(|t| !t.is_empty()))
-                .send()
-                .await
-                .map(drop)
-                .map_err(|err| refusal("ReplicateKey", &err)),
-            KeyChange::UpdatePrimaryRegion(region) => client
-                .update_primary_region()
-                .key_id(key_id)
-                .primary_region(region)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|err| refusal("UpdatePrimaryRegion", &err)),
+            } => done(
+                "PutKeyPolicy",
+                client
+                    .put_key_policy()
+                    .key_id(key_id)
+                    .policy_name("default")
+                    .policy(policy)
+                    .bypass_policy_lockout_safety_check(*bypass_policy_lockout_safety_check)
+                    .send()
+                    .await,
+            ),
+            KeyChange::Enable => done("EnableKey", client.enable_key().key_id(key_id).send().await),
+            KeyChange::Disable => done(
+                "DisableKey",
+                client.disable_key().key_id(key_id).send().await,
+            ),
+            KeyChange::EnableAutoRotation { period_in_days } => done(
+                "EnableKeyRotation",
+                client
+                    .enable_key_rotation()
+                    .key_id(key_id)
+                    .set_rotation_period_in_days(*period_in_days)
+                    .send()
+                    .await,
+            ),
+            KeyChange::DisableAutoRotation => done(
+                "DisableKeyRotation",
+                client.disable_key_rotation().key_id(key_id).send().await,
+            ),
+            KeyChange::ScheduleDeletion { days } => done(
+                "ScheduleKeyDeletion",
+                client
+                    .schedule_key_deletion()
+                    .key_id(key_id)
+                    .pending_window_in_days(*days)
+                    .send()
+                    .await,
+            ),
+            KeyChange::CancelDeletion => done(
+                "CancelKeyDeletion",
+                client.cancel_key_deletion().key_id(key_id).send().await,
+            ),
+            KeyChange::RotateMaterial => done(
+                "RotateKeyOnDemand",
+                client.rotate_key_on_demand().key_id(key_id).send().await,
+            ),
+            KeyChange::DeleteMaterial { key_material_id } => done(
+                "DeleteImportedKeyMaterial",
+                client
+                    .delete_imported_key_material()
+                    .key_id(key_id)
+                    .set_key_material_id(key_material_id.clone())
+                    .send()
+                    .await,
+            ),
+            KeyChange::Replicate(replica) => done(
+                "ReplicateKey",
+                client
+                    .replicate_key()
+                    .key_id(key_id)
+                    .replica_region(&replica.region)
+                    .set_description(replica.description.clone())
+                    .set_policy(replica.policy.clone())
+                    .bypass_policy_lockout_safety_check(replica.bypass_policy_lockout_safety_check)
+                    .set_tags(Some(aws_tags(&replica.tags)?).filter(|t| !t.is_empty()))
+                    .send()
+                    .await,
+            ),
+            KeyChange::UpdatePrimaryRegion(region) => done(
+                "UpdatePrimaryRegion",
+                client
+                    .update_primary_region()
+                    .key_id(key_id)
+                    .primary_region(region)
+                    .send()
+                    .await,
+            ),
         }
     }
+
+    async fn public_key(&self, key_id: &str) -> Result<String, AppError> {
+        let answer = self
+            .client
+            .get_public_key()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(|err| refusal("GetPublicKey", &err))?;
+        let der = answer
+            .public_key()
+            .ok_or_else(|| AppError::Internal("GetPublicKey answered no key".into()))?;
+        Ok(pem(der.as_ref()))
+    }
+}
+
+/// A DER SubjectPublicKeyInfo as PEM, 64 characters a line.
+fn pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = text
+        .as_bytes()
+        .chunks(64)
+        .map(|chunk| std::str::from_utf8(chunk).unwrap_or_default())
+        .collect();
+    format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        lines.join("\n")
+    )
 }

@@ -1080,7 +1080,7 @@ impl KeyWriter for MemoryWriter {
                     key.pending_deletion_window_in_days = None;
                     key.deletion_date = None;
                 }
-                KeyChange::DeleteMaterial => state(key, "PendingImport", false),
+                KeyChange::DeleteMaterial { .. } => state(key, "PendingImport", false),
                 // Scripted keys have no material whose rotation anything here reads.
                 KeyChange::RotateMaterial => {}
                 KeyChange::Replicate(_) | KeyChange::UpdatePrimaryRegion(_) => {
@@ -1098,6 +1098,14 @@ impl KeyWriter for MemoryWriter {
             KeyChange::UpdatePrimaryRegion(region) => self.move_primary(key_id, region),
             _ => Ok(()),
         }
+    }
+
+    /// Scripted keys hold no key material: AWS's answer for a symmetric key.
+    async fn public_key(&self, key_id: &str) -> Result<String, AppError> {
+        self.with_key(key_id, |_| Ok(()))?;
+        Err(AppError::InvalidParam(format!(
+            "GetPublicKey: UnsupportedOperationException: key {key_id} holds no public key here"
+        )))
     }
 }
 

@@ -33,6 +33,7 @@ enum Route {
     KmsRecover(String),
     KeyRotations(String),
     KeyVersions(String),
+    KeyPublicKey(String),
     OrganizationDiscoveries,
     AccountDetails,
     AccountRegions,
@@ -57,7 +58,10 @@ impl Route {
             | Route::ConnectionCollection
             | Route::JobConfigCollection => "GET, POST",
             Route::Kms(_) | Route::Connection(_) | Route::JobConfig(_) => "GET, PATCH, DELETE",
-            Route::Job(_) | Route::KeyRotations(_) | Route::KeyVersions(_) => "GET",
+            Route::Job(_)
+            | Route::KeyRotations(_)
+            | Route::KeyVersions(_)
+            | Route::KeyPublicKey(_) => "GET",
             Route::JobCancel(_)
             | Route::KeyRefresh(_)
             | Route::KeyAction(..)
@@ -122,6 +126,7 @@ impl Route {
             ["keys", id_, "refresh"] => Route::KeyRefresh(id(id_)?),
             ["keys", id_, "rotations"] => Route::KeyRotations(id(id_)?),
             ["keys", id_, "versions"] => Route::KeyVersions(id(id_)?),
+            ["keys", id_, "download-public-key"] => Route::KeyPublicKey(id(id_)?),
             ["keys", id_, action] => Route::KeyAction(id(id_)?, id(action)?),
             ["organization-discoveries"] => Route::OrganizationDiscoveries,
             ["accounts"] => Route::AccountDetails,
@@ -218,6 +223,7 @@ impl Api {
             (Route::KeyVersions(id), "GET") => {
                 routes::keys::versions(app, id, request, &caller).await
             }
+            (Route::KeyPublicKey(id), "GET") => routes::keys::public_key(app, id, &caller).await,
             (Route::OrganizationDiscoveries, "POST") => routes::discovery::run(app, request).await,
             (Route::AccountDetails, "POST") => routes::accounts::details(app, request).await,
             (Route::AccountRegions, "POST") => routes::accounts::regions(app, request).await,
@@ -239,7 +245,10 @@ fn decided_by_acls(route: &Route, method: &str) -> bool {
         (Route::Kms(_), "GET")
             | (Route::KeyCollection, "GET" | "POST")
             | (Route::Key(_), "GET")
-            | (Route::KeyRotations(_) | Route::KeyVersions(_), "GET")
+            | (
+                Route::KeyRotations(_) | Route::KeyVersions(_) | Route::KeyPublicKey(_),
+                "GET"
+            )
             | (Route::KeyRefresh(_) | Route::KeyAction(..), "POST")
             | (Route::JobCollection, "POST")
     )

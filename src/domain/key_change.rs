@@ -53,8 +53,10 @@ pub enum KeyChange {
     CancelDeletion,
     /// On-demand rotation of AWS-generated material (RotateKeyOnDemand).
     RotateMaterial,
-    /// Deletes imported material (DeleteImportedKeyMaterial).
-    DeleteMaterial,
+    /// Deletes imported material (DeleteImportedKeyMaterial): the current one, or the one named.
+    DeleteMaterial {
+        key_material_id: Option<String>,
+    },
     /// A replica of a multi-region primary key in another region of the same account.
     Replicate(Replica),
     UpdatePrimaryRegion(String),
@@ -77,7 +79,7 @@ impl KeyChange {
             KeyChange::ScheduleDeletion { .. } => "keydelete",
             KeyChange::CancelDeletion => "keycanceldelete",
             KeyChange::RotateMaterial => "keyrotate",
-            KeyChange::DeleteMaterial => "keymaterialdelete",
+            KeyChange::DeleteMaterial { .. } => "keymaterialdelete",
             _ => "keyupdate",
         }
     }
@@ -90,7 +92,12 @@ impl KeyChange {
             "cancel-deletion" => KeyChange::CancelDeletion,
             "disable-auto-rotation" => KeyChange::DisableAutoRotation,
             "rotate-material" => KeyChange::RotateMaterial,
-            "delete-material" => KeyChange::DeleteMaterial,
+            "delete-material" => {
+                let body: MaterialBody = parse_optional_body(body)?;
+                KeyChange::DeleteMaterial {
+                    key_material_id: given(body.key_material_id),
+                }
+            }
             "add-alias" | "delete-alias" => {
                 let body: AliasBody = parse_json_body(body)?;
                 let alias = alias_name(&body.alias)?;
@@ -460,6 +467,12 @@ struct TagsBody {
 #[serde(deny_unknown_fields)]
 struct RotationBody {
     rotation_period_in_days: Option<i32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MaterialBody {
+    key_material_id: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -68,6 +68,27 @@ pub async fn change(
     keys::get(app, id).await
 }
 
+/// The public key of a stored asymmetric key, as AWS gives it now (PEM).
+pub async fn public_key(
+    app: &App,
+    id: &str,
+    allow: impl Fn(&KmsResource, &str) -> Result<(), AppError>,
+) -> Result<(KeyRecord, String), AppError> {
+    let key = keys::get(app, id).await?;
+    let kms = keys::kms_of(app, &key).await?;
+    allow(&kms, crate::domain::acl::VIEW)?;
+    if let Some(kind @ ("symmetric" | "hmac")) = key.key_type.as_deref() {
+        return Err(AppError::InvalidParam(format!(
+            "key '{id}' is {kind}: only an asymmetric key has a public key"
+        )));
+    }
+    let pem = open(app, &kms, &key.region)
+        .await?
+        .public_key(&key.aws_param.key_id)
+        .await?;
+    Ok((key, pem))
+}
+
 fn in_service(kms: &KmsResource) -> Result<(), AppError> {
     if kms.archived {
         return Err(AppError::Conflict(format!(

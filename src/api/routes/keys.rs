@@ -371,6 +371,42 @@ pub async fn get(app: &App, id: &str, caller: &Principal) -> Result<HttpResponse
     Ok(HttpResponse::json(200, views::key(&app.tenancy, &key)))
 }
 
+/// `POST /keys/{id}/get-key-rotation-status` (Ansible's `get_rotation_status`): the key read from AWS
+/// again and stored, then its rotation as AWS's GetKeyRotationStatus names it.
+async fn rotation_status(
+    app: &App,
+    id: &str,
+    caller: &Principal,
+) -> Result<HttpResponse, AppError> {
+    may_view(app, caller, &service::get(app, id).await?).await?;
+    let key = service::refresh(app, id).await?;
+    let p = &key.aws_param;
+    Ok(HttpResponse::json(
+        200,
+        json!({
+            "KeyId": p.key_id,
+            "KeyRotationEnabled": p.key_rotation_enabled,
+            "RotationPeriodInDays": p.rotation_period_in_days,
+            "NextRotationDate": p.next_rotation_date,
+        }),
+    ))
+}
+
+/// `GET /keys/{id}/download-public-key`: the public key of an asymmetric key, as AWS gives it (PEM).
+pub async fn public_key(app: &App, id: &str, caller: &Principal) -> Result<HttpResponse, AppError> {
+    let (key, pem) = key_writes::public_key(app, id, |kms, action| caller.may(kms, action)).await?;
+    Ok(HttpResponse::json(
+        200,
+        json!({
+            "id": key.id,
+            "KeyId": key.aws_param.key_id,
+            "CustomerMasterKeySpec": key.aws_param.customer_master_key_spec,
+            "KeyUsage": key.aws_param.key_usage,
+            "public_key": pem,
+        }),
+    ))
+}
+
 /// Whether the caller may see the key: by role, or by its KMS resource's ACLs.
 async fn may_view(app: &App, caller: &Principal, key: &KeyRecord) -> Result<(), AppError> {
     if caller.views_all() {
@@ -397,6 +433,9 @@ pub async fn change(
     request: &HttpRequest,
     caller: &Principal,
 ) -> Result<HttpResponse, AppError> {
+    if action == "get-key-rotation-status" {
+        return rotation_status(app, id, caller).await;
+    }
     let key = key_writes::change(app, id, action, &request.body, |kms, action| {
         caller.may(kms, action)
     })
