@@ -123,7 +123,7 @@ async fn a_connection_aws_refuses_tests_false_with_the_reason_and_keeps_it() {
     use common::*;
     use serde_json::json;
     let (entry, _parts) = memory_entry(10);
-    let refused = json!({"access_key_id": "AKIAEXAMPLE", "secret_access_key": "wrong"});
+    let refused = json!({"access_key_id": "AKIAEXAMPLE00001", "secret_access_key": "wrong"});
     let (status, answer) = request(
         &entry,
         "POST",
@@ -142,8 +142,7 @@ async fn a_connection_aws_refuses_tests_false_with_the_reason_and_keeps_it() {
             .unwrap()
             .contains("InvalidClientTokenId")
     );
-    let saved =
-        json!({"name": "refused", "access_key_id": "AKIAEXAMPLE", "secret_access_key": "wrong"});
+    let saved = json!({"name": "refused", "access_key_id": "AKIAEXAMPLE00001", "secret_access_key": "wrong"});
     let (status, _) = request(
         &entry,
         "POST",

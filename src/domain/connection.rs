@@ -99,6 +99,32 @@ pub struct StaticKeys {
     pub secret_access_key: String,
 }
 
+impl StaticKeys {
+    /// Keys shaped as AWS makes them: an access key id of 16 to 128 letters and digits, a secret of 1 to
+    /// 128 visible ASCII characters. Anything else could never sign a request (and would not fit in the
+    /// signature's header). The secret is never named in the refusal.
+    pub fn new(access_key_id: String, secret_access_key: String) -> Result<StaticKeys, AppError> {
+        let id_ok = (16..=128).contains(&access_key_id.len())
+            && access_key_id.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !id_ok {
+            return Err(AppError::InvalidParam(
+                "access_key_id: 16 to 128 letters and digits, as AWS makes them".into(),
+            ));
+        }
+        let secret_ok = (1..=128).contains(&secret_access_key.len())
+            && secret_access_key.bytes().all(|b| b.is_ascii_graphic());
+        if !secret_ok {
+            return Err(AppError::InvalidParam(
+                "secret_access_key: 1 to 128 visible ASCII characters, as AWS makes them".into(),
+            ));
+        }
+        Ok(StaticKeys {
+            access_key_id,
+            secret_access_key,
+        })
+    }
+}
+
 /// Never prints the secret key.
 impl std::fmt::Debug for StaticKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -161,10 +187,9 @@ impl ConnectionBody {
             given(self.name).ok_or_else(|| AppError::InvalidParam("name is required".into()))?;
         super::kms::validate_name(&name)?;
         let keys = match (given(self.access_key_id), given(self.secret_access_key)) {
-            (Some(access_key_id), Some(secret_access_key)) => Some(StaticKeys {
-                access_key_id,
-                secret_access_key,
-            }),
+            (Some(access_key_id), Some(secret_access_key)) => {
+                Some(StaticKeys::new(access_key_id, secret_access_key)?)
+            }
             (None, None) => None,
             _ => {
                 return Err(AppError::InvalidParam(
@@ -221,10 +246,9 @@ impl ConnectionBody {
         }
         let mut next = current.clone();
         let keys = match (given(self.access_key_id), given(self.secret_access_key)) {
-            (Some(access_key_id), Some(secret_access_key)) => Some(StaticKeys {
-                access_key_id,
-                secret_access_key,
-            }),
+            (Some(access_key_id), Some(secret_access_key)) => {
+                Some(StaticKeys::new(access_key_id, secret_access_key)?)
+            }
             (None, None) => None,
             (Some(access_key_id), None)
                 if current.access_key_id.as_ref() == Some(&access_key_id) =>
@@ -320,7 +344,7 @@ mod tests {
 
     #[test]
     fn terraforms_create_body_is_read_with_its_empty_strings_as_unset() {
-        let created = body(terraform("prod", "AKIAEXAMPLE", "s3cr3t"))
+        let created = body(terraform("prod", "AKIAEXAMPLE00001", "s3cr3t"))
             .validate_new(Uuid::nil(), chrono::Utc::now())
             .unwrap();
         let connection = created.connection;
@@ -339,7 +363,7 @@ mod tests {
     #[test]
     fn a_patch_of_empty_strings_changes_nothing() {
         let now = chrono::Utc::now();
-        let current = body(terraform("prod", "AKIAEXAMPLE", "s3cr3t"))
+        let current = body(terraform("prod", "AKIAEXAMPLE00001", "s3cr3t"))
             .validate_new(Uuid::nil(), now)
             .unwrap()
             .connection;
@@ -365,6 +389,10 @@ mod tests {
             json!({"name": "a", "assume_role_arn": "role"}),
             json!({"name": "a", "assume_role_arn": "arn:aws:iam::111122223333:role/r", "cloud_name": "gcp"}),
             json!({"name": "a", "assume_role_arn": "arn:aws:iam::111122223333:role/r", "is_role_anywhere": true}),
+            // Keys that could never sign a request (the signature is a header): refused, never sent.
+            json!({"name": "a", "access_key_id": "AKIA\u{1F600}EXAMPLE00001", "secret_access_key": "s"}),
+            json!({"name": "a", "access_key_id": "AKIAEXAMPLE00001", "secret_access_key": "line\nbreak"}),
+            json!({"name": "a", "access_key_id": "AKIAEXAMPLE00001", "secret_access_key": "caf\u{e9}"}),
         ] {
             assert!(
                 matches!(

@@ -248,7 +248,7 @@ def test_ansible_connection_kms_sync_and_key_filter_operations(fresh_stack):
     # connection_manager_aws.py create -> connection_management.py createConnection: None dropped,
     # aws_sts_regional_endpoints and cloud_name defaulted; POSTData reads `id`.
     SENT_SECRETS.append("ans-secret-access-key-value")
-    body = {"access_key_id": "AKIAANSIBLE", "name": "ans-conn", "secret_access_key": "ans-secret-access-key-value",
+    body = {"access_key_id": "AKIAANSIBLE00001", "name": "ans-conn", "secret_access_key": "ans-secret-access-key-value",
             "aws_sts_regional_endpoints": "legacy", "cloud_name": "aws"}
     status, conn = send(stack, "POST", "/api/v1/connectionmgmt/services/aws/connections", body, h)
     assert status == 201, conn
@@ -404,7 +404,7 @@ def test_newest_ansible_collection_operations(fresh_stack):
     conn_path = "/api/v1/connectionmgmt/services/aws/connections"
     # connection_aws_test: unsaved credentials; only connection_ok false fails the task.
     SENT_SECRETS.append("newest-secret-access-key")
-    creds = {"access_key_id": "AKIANEWEST", "secret_access_key": "newest-secret-access-key", "cloud_name": "aws"}
+    creds = {"access_key_id": "AKIANEWEST000001", "secret_access_key": "newest-secret-access-key", "cloud_name": "aws"}
     status, tested = send(stack, "POST", "/api/v1/connectionmgmt/services/aws/connection-test", creds, h)
     assert status == 200 and tested["connection_ok"] is True, tested
     # connection_aws_save create: lookup by name, then POST (build_request_payload: top-level None dropped).
