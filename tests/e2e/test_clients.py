@@ -148,7 +148,7 @@ def test_terraform_connection_kms_key_and_scheduler_operations(fresh_stack):
     conn_path = "/api/v1/connectionmgmt/services/aws/connections"
     SENT_SECRETS.append("tf-secret-access-key-value")
     status, conn = send(stack, "POST", conn_path,
-                        tf_connection_body("tf-conn", "AKIAEXAMPLE", "tf-secret-access-key-value"), h)
+                        tf_connection_body("tf-conn", "AKIAEXAMPLE00001", "tf-secret-access-key-value"), h)
     assert status == 201, conn
     reads("connection create", conn, CONNECTION_READS)
     status, conn = send(stack, "GET", f"{conn_path}/{conn['id']}", None, h)
