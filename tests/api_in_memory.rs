@@ -177,3 +177,76 @@ async fn a_connection_aws_refuses_tests_false_with_the_reason_and_keeps_it() {
         "the secret never shows: {read}"
     );
 }
+
+/// The in-memory twin of AWS keys changes them as AWS does: a key made, an alias taken refused, a replica
+/// made and promoted, a deletion scheduled; each answer is the key as read back.
+#[tokio::test]
+async fn key_writes_change_the_in_memory_keys_as_aws_would() {
+    use common::*;
+    use serde_json::json;
+    let (entry, _parts) = memory_entry(10);
+    register_kms(&entry, "twin", OWN_ACCOUNT, &["us-east-1", "eu-west-1"]).await;
+    let body = json!({"kms": "twin", "region": "us-east-1",
+                      "aws_param": {"Alias": "twin-key", "MultiRegion": true, "Description": "d"}});
+    let (status, key) = request(&entry, "POST", "/api/v1/cckm/aws/keys", Some(body)).await;
+    assert_eq!(status, 201, "{key}");
+    assert_eq!(key["aws_param"]["Alias"], json!(["alias/twin-key"]));
+    let id = key["id"].as_str().unwrap();
+    let path = |action: &str| format!("/api/v1/cckm/aws/keys/{id}/{action}");
+    let taken = request(
+        &entry,
+        "POST",
+        "/api/v1/cckm/aws/keys",
+        Some(json!({"kms": "twin", "region": "us-east-1", "aws_param": {"Alias": "twin-key"}})),
+    )
+    .await;
+    assert_cckm_error(&taken, 409, 4);
+    let (status, replica) = request(
+        &entry,
+        "POST",
+        &path("replicate-key"),
+        Some(json!({"replica_region": "eu-west-1"})),
+    )
+    .await;
+    assert_eq!(
+        (status, replica["region"].as_str()),
+        (201, Some("eu-west-1")),
+        "{replica}"
+    );
+    request(
+        &entry,
+        "POST",
+        &path("update-primary-region"),
+        Some(json!({"PrimaryRegion": "eu-west-1"})),
+    )
+    .await;
+    let (_, moved) = request(
+        &entry,
+        "GET",
+        &format!("/api/v1/cckm/aws/keys/{}", replica["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(
+        moved["aws_param"]["MultiRegionConfiguration"]["MultiRegionKeyType"], "PRIMARY",
+        "{moved}"
+    );
+    let (_, old) = request(&entry, "GET", &format!("/api/v1/cckm/aws/keys/{id}"), None).await;
+    assert_eq!(
+        old["aws_param"]["MultiRegionConfiguration"]["MultiRegionKeyType"], "REPLICA",
+        "{old}"
+    );
+    let (status, deleting) = request(
+        &entry,
+        "POST",
+        &path("schedule-deletion"),
+        Some(json!({"days": 7})),
+    )
+    .await;
+    assert_eq!(
+        (status, deleting["aws_param"]["KeyState"].as_str()),
+        (200, Some("PendingDeletion"))
+    );
+    let (_, kept) = request(&entry, "POST", &path("cancel-deletion"), None).await;
+    assert_eq!(kept["aws_param"]["KeyState"], "Disabled", "{kept}");
+}

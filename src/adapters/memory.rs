@@ -921,7 +921,11 @@ impl MemoryWriter {
     fn replicate(&self, key_id: &str, replica: &Replica) -> Result<(), AppError> {
         let mut regions = lock(&self.regions);
         let (account, _) = &self.id;
-        let mut copy = regions[&self.id].keys[key_id].clone();
+        let mut copy = regions
+            .get(&self.id)
+            .and_then(|script| script.keys.get(key_id))
+            .cloned()
+            .ok_or_else(|| AppError::NotFound(format!("NotFoundException: key {key_id}")))?;
         copy.aws_param.arn = format!("arn:aws:kms:{}:{account}:key/{key_id}", replica.region);
         copy.aws_param.alias.clear();
         copy.aws_param.description = replica.description.clone().or(copy.aws_param.description);

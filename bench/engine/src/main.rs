@@ -152,7 +152,7 @@ async fn sync(app: &App, parts: &MemoryParts) -> Synced {
         regions: vec![],
     };
     let started = Instant::now();
-    let job = match cckm_aws_sync::service::jobs::start(app, request).await {
+    let job = match cckm_aws_sync::service::jobs::start(app, request, |_| Ok(())).await {
         Ok(job) => job,
         Err(err) => {
             eprintln!("engine-bench: {err}");

@@ -57,7 +57,7 @@ pub async fn create(args: &[String]) {
         register(&app, &format!("bench-{n}"), &account, &regions).await;
     }
     let started = Instant::now();
-    let job = cckm_aws_sync::service::jobs::start(&app, SyncRequest::All)
+    let job = cckm_aws_sync::service::jobs::start(&app, SyncRequest::All, |_| Ok(()))
         .await
         .unwrap_or_else(|err| fail(&err.to_string()));
     let seconds = started.elapsed().as_secs_f64();

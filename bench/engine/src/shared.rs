@@ -77,7 +77,7 @@ pub async fn start(args: &[String]) {
         kms: vec!["bench".into()],
         regions: vec![],
     };
-    let job = cckm_aws_sync::service::jobs::start(&app, request)
+    let job = cckm_aws_sync::service::jobs::start(&app, request, |_| Ok(()))
         .await
         .unwrap_or_else(|err| fail(&err.to_string()));
     write_items(&job, items_file);
