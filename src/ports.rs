@@ -27,6 +27,9 @@ pub trait KmsRegistry: Send + Sync {
     async fn list(&self) -> Result<Vec<KmsResource>, AppError>;
     /// Replaces a resource that exists (`NotFound` otherwise); the name never changes.
     async fn replace(&self, kms: &KmsResource) -> Result<(), AppError>;
+    /// Replaces it only if it was not changed since it was read (its `updated_at` is still `seen`); false
+    /// when another writer came first, so the caller reads again.
+    async fn replace_seen(&self, kms: &KmsResource, seen: Timestamp) -> Result<bool, AppError>;
     async fn remove(&self, kms: &KmsResource) -> Result<(), AppError>;
 }
 
@@ -517,7 +520,7 @@ pub trait KeySourceFactory: Send + Sync {
 /// AWS's refusal is the API's error (400, 404 or 409), as the user is to read it.
 #[async_trait]
 pub trait KeyWriter: Send + Sync {
-    /// Creates the key (with its alias, when it names one) and answers its key id.
+    /// Creates the key (its alias is the service's next call) and answers its key id.
     async fn create_key(&self, key: &NewKey) -> Result<String, AppError>;
     async fn change_key(&self, key_id: &str, change: &KeyChange) -> Result<(), AppError>;
     /// The public key of an asymmetric key, as PEM (GetPublicKey): the one read that only the API's key

@@ -151,10 +151,8 @@ impl KeyWriterFactory for AwsKeySourceFactory {
         connection: &Connection,
         region: &str,
     ) -> Result<Arc<dyn KeyWriter>, SourceError> {
-        // A write is one call a user waits for: the SDK's own retries, not the sync's paced ones.
-        let client = self
-            .client(connection, region, RetryConfig::standard())
-            .await?;
+        // One attempt: a CreateKey retried after a lost answer would make a second key. The user retries.
+        let client = self.client(connection, region, retry_config()).await?;
         Ok(Arc::new(AwsKeyWriter::new(client)))
     }
 }

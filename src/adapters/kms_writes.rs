@@ -1,5 +1,4 @@
-//! The key writer on AWS KMS: one SDK call per change a CCKM client asks for (two for a key created with
-//! an alias). AWS's refusal comes back as the API's error: a bad value as 400, a key or alias it does not
+//! The key writer on AWS KMS: one SDK call per change a CCKM client asks for. AWS's refusal comes back as the API's error: a bad value as 400, a key or alias it does not
 //! know as 404, a state it refuses (pending deletion, disabled, an alias taken) as 409.
 
 use crate::domain::AppError;
@@ -113,24 +112,6 @@ impl KeyWriter for AwsKeyWriter {
             .key_metadata()
             .map(|m| m.key_id().to_string())
             .ok_or_else(|| AppError::Internal("CreateKey answered no key id".into()))?;
-        if let Some(alias) = &key.alias {
-            // The key exists whatever the alias does: a refused alias says so, naming the key.
-            self.client
-                .create_alias()
-                .alias_name(alias)
-                .target_key_id(&key_id)
-                .send()
-                .await
-                .map_err(|err| match refusal("CreateAlias", &err) {
-                    AppError::Conflict(text) => AppError::Conflict(format!(
-                        "key {key_id} was created without its alias: {text}"
-                    )),
-                    AppError::InvalidParam(text) => AppError::InvalidParam(format!(
-                        "key {key_id} was created without its alias: {text}"
-                    )),
-                    other => other,
-                })?;
-        }
         Ok(key_id)
     }
 

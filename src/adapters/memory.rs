@@ -66,6 +66,16 @@ impl KmsRegistry for MemoryKmsRegistry {
         }
     }
 
+    async fn replace_seen(&self, kms: &KmsResource, seen: Timestamp) -> Result<bool, AppError> {
+        match lock(&self.items).get_mut(&kms.id) {
+            Some(slot) if slot.updated_at == seen => {
+                *slot = kms.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn remove(&self, kms: &KmsResource) -> Result<(), AppError> {
         lock(&self.items).remove(&kms.id);
         Ok(())
@@ -999,7 +1009,6 @@ impl KeyWriter for MemoryWriter {
             aws_account_id: account.clone(),
             arn: format!("arn:aws:kms:{region}:{account}:key/{key_id}"),
             key_id: key_id.clone(),
-            alias: key.alias.iter().cloned().collect(),
             creation_date: Some(crate::domain::time::format(&crate::domain::time::now())),
             description: Some(key.description.clone().unwrap_or_default()),
             enabled: Some(!imported),

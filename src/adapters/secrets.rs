@@ -114,10 +114,13 @@ impl SecretStore for SecretsManagerStore {
             .ok_or_else(|| {
                 AppError::Internal(format!("secret {secret_id} holds no access keys"))
             })?;
-        let keys = StaticKeys {
-            access_key_id: value.access_key_id,
-            secret_access_key: value.secret_access_key,
-        };
+        // A secret edited by hand could hold keys no request can be signed with (the signer would panic).
+        let keys =
+            StaticKeys::new(value.access_key_id, value.secret_access_key).map_err(|err| {
+                AppError::Conflict(format!(
+                    "secret {secret_id} holds unusable access keys: {err}"
+                ))
+            })?;
         self.cache()
             .insert(secret_id.to_string(), (keys.clone(), Instant::now()));
         Ok(keys)

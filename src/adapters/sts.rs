@@ -60,7 +60,7 @@ impl CallerIdentity for StsCallerIdentity {
         let credentials = match role {
             Some((arn, external_id)) => Some(
                 self.roles
-                    .assume_from(base.as_ref(), arn, external_id)
+                    .assume_now(base.as_ref(), arn, external_id)
                     .await
                     .map_err(|err| match err {
                         SourceError::Refused(text) | SourceError::Transient(text) => text,
@@ -153,6 +153,19 @@ impl RoleCredentials {
                 return Ok(credentials.clone());
             }
         }
+        let credentials = self.assume_now(base, role_arn, external_id).await?;
+        lock(&self.cache).insert(key, credentials.clone());
+        Ok(credentials)
+    }
+
+    /// The role, assumed from STS now, whatever the cache holds: a connection test must prove the
+    /// credentials it was given (the cache knows keys only by their id, not by their secret).
+    pub async fn assume_now(
+        &self,
+        base: Option<&Credentials>,
+        role_arn: &str,
+        external_id: Option<&str>,
+    ) -> Result<Credentials, SourceError> {
         let client = match base {
             Some(base) => Client::from_conf(
                 self.client
@@ -192,14 +205,12 @@ impl RoleCredentials {
             SourceError::Refused(format!("assume role {role_arn}: no credentials returned"))
         })?;
         let expiry = SystemTime::try_from(issued.expiration).ok();
-        let credentials = Credentials::new(
+        Ok(Credentials::new(
             issued.access_key_id,
             issued.secret_access_key,
             Some(issued.session_token),
             expiry,
             "cckm-assume-role",
-        );
-        lock(&self.cache).insert(key, credentials.clone());
-        Ok(credentials)
+        ))
     }
 }

@@ -227,7 +227,9 @@ impl Api {
             (Route::OrganizationDiscoveries, "POST") => routes::discovery::run(app, request).await,
             (Route::AccountDetails, "POST") => routes::accounts::details(app, request).await,
             (Route::AccountRegions, "POST") => routes::accounts::regions(app, request).await,
-            (Route::AliasVerify, "POST") => routes::accounts::verify_alias(app, request).await,
+            (Route::AliasVerify, "POST") => {
+                routes::accounts::verify_alias(app, request, &caller).await
+            }
             _ => Err(AppError::MethodNotAllowed {
                 method: method.to_string(),
                 path: request.path.clone(),
@@ -251,6 +253,7 @@ fn decided_by_acls(route: &Route, method: &str) -> bool {
             )
             | (Route::KeyRefresh(_) | Route::KeyAction(..), "POST")
             | (Route::JobCollection, "POST")
+            | (Route::AliasVerify, "POST")
     )
 }
 

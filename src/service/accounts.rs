@@ -5,6 +5,7 @@
 use crate::app::App;
 use crate::domain::AppError;
 use crate::domain::given;
+use crate::domain::kms::KmsResource;
 use crate::domain::list::parse_json_body;
 use crate::domain::region::{kms_regions, partition_of};
 use serde::Deserialize;
@@ -74,7 +75,11 @@ struct AliasBody {
 
 /// Whether `alias` names a key in the KMS resource's account and region now (ListAliases); the alias with
 /// its `alias/` prefix.
-pub async fn alias_exists(app: &App, body: &[u8]) -> Result<(String, bool), AppError> {
+pub async fn alias_exists(
+    app: &App,
+    body: &[u8],
+    allow: impl Fn(&KmsResource, &str) -> Result<(), AppError>,
+) -> Result<(String, bool), AppError> {
     let body: AliasBody = parse_json_body(body)?;
     let alias = if body.alias.starts_with("alias/") {
         body.alias
@@ -82,6 +87,7 @@ pub async fn alias_exists(app: &App, body: &[u8]) -> Result<(String, bool), AppE
         format!("alias/{}", body.alias)
     };
     let kms = super::kms::get(app, &body.kms).await?;
+    allow(&kms, crate::domain::acl::VIEW)?;
     if !kms.regions.contains(&body.region) {
         return Err(AppError::InvalidParam(format!(
             "region: '{}' is not a region of KMS resource '{}'",

@@ -28,9 +28,47 @@ pub async fn create(
     allow(&kms, "keycreate")?;
     in_service(&kms)?;
     in_regions(&kms, "region", &key.region)?;
+    if let Some(alias) = &key.alias
+        && alias_taken(app, &kms, &key.region, alias).await?
+    {
+        return Err(AppError::Conflict(format!(
+            "alias '{alias}' names another key in {} already",
+            key.region
+        )));
+    }
     let writer = open(app, &kms, &key.region).await?;
     let key_id = writer.create_key(&key).await?;
-    read_back(app, &kms, &key.region, &key_id).await
+    // The key exists whatever its alias does: it is stored either way, and a refused alias says so.
+    let named = match &key.alias {
+        Some(alias) => writer
+            .change_key(&key_id, &KeyChange::AddAlias(alias.clone()))
+            .await
+            .err(),
+        None => None,
+    };
+    let stored = read_back(app, &kms, &key.region, &key_id).await?;
+    match named {
+        Some(err) => Err(AppError::Conflict(format!(
+            "key {key_id} was created (stored as '{}') without its alias: {err}",
+            stored.id
+        ))),
+        None => Ok(stored),
+    }
+}
+
+/// Whether `alias` names a key of the region now (ListAliases).
+async fn alias_taken(
+    app: &App,
+    kms: &KmsResource,
+    region: &str,
+    alias: &str,
+) -> Result<bool, AppError> {
+    let aliases = keys::open(app, kms, region)
+        .await?
+        .aliases()
+        .await
+        .map_err(keys::source_error)?;
+    Ok(aliases.values().flatten().any(|a| a == alias))
 }
 
 /// A change to a stored key made in AWS; the key (for a replica, the replica) as stored after it.
@@ -46,8 +84,11 @@ pub async fn change(
     let kms = keys::kms_of(app, &key).await?;
     allow(&kms, change.acl_action())?;
     in_service(&kms)?;
-    if let KeyChange::Replicate(replica) = &change {
-        in_regions(&kms, "replica_region", &replica.region)?;
+    in_regions(&kms, "the key's region", &key.region)?;
+    match &change {
+        KeyChange::Replicate(replica) => in_regions(&kms, "replica_region", &replica.region)?,
+        KeyChange::UpdatePrimaryRegion(region) => in_regions(&kms, "PrimaryRegion", region)?,
+        _ => {}
     }
     let key_id = &key.aws_param.key_id;
     open(app, &kms, &key.region)
@@ -58,8 +99,8 @@ pub async fn change(
         KeyChange::Replicate(replica) => {
             return read_back(app, &kms, &replica.region, key_id).await;
         }
-        // The old primary becomes a replica: its record is read again too, where it is synced.
-        KeyChange::UpdatePrimaryRegion(region) if kms.regions.contains(region) => {
+        // The old primary becomes a replica: the new primary's record is read again too.
+        KeyChange::UpdatePrimaryRegion(region) => {
             read_back(app, &kms, region, key_id).await?;
         }
         _ => {}

@@ -2,7 +2,7 @@
 
 use crate::app::App;
 use crate::domain::AppError;
-use crate::domain::key::{KeyRecord, Sighting, key_record_id};
+use crate::domain::key::{KeyDetails, KeyRecord, Sighting, key_record_id};
 use crate::domain::kms::KmsResource;
 use crate::domain::region::partition_of;
 use crate::domain::time::now;
@@ -40,6 +40,25 @@ pub async fn refresh(app: &App, id: &str) -> Result<KeyRecord, AppError> {
     .await?;
     // What is stored now: a newer read (a sync, an event) may have been stored instead of this one.
     get(app, id).await
+}
+
+/// What AWS says of a stored key now, read with the engine's per-key read and stored nowhere (a reader's
+/// question must not write); None when AWS no longer has it.
+pub async fn read_now(app: &App, key: &KeyRecord) -> Result<Option<KeyDetails>, AppError> {
+    let kms = kms_of(app, key).await?;
+    let source = open(app, &kms, &key.region).await?;
+    let listed = ListedKey {
+        key_id: key.aws_param.key_id.clone(),
+        arn: key.arn.clone(),
+    };
+    let aliases = source
+        .aliases_of(&listed.key_id)
+        .await
+        .map_err(source_error)?;
+    source
+        .read_key(&listed, &aliases)
+        .await
+        .map_err(source_error)
 }
 
 /// What AWS reports now of a stored key's material: its current id and its rotations.

@@ -32,26 +32,54 @@ pub async fn patch(app: &App, id: &str, body: &[u8]) -> Result<KmsResource, AppE
     Ok(next)
 }
 
-/// Archives (or recovers) a KMS resource: archived, it keeps its keys, and no job, event or key write
-/// reaches its account. Archiving twice changes nothing.
+/// Archives (or recovers) a KMS resource: archived, it keeps its keys; new jobs and KMS events leave it out,
+/// and key writes are refused. Archiving twice changes nothing.
 pub async fn archive(app: &App, id: &str, archived: bool) -> Result<KmsResource, AppError> {
-    let mut kms = get(app, id).await?;
-    if kms.archived != archived {
+    update(app, id, |kms| {
+        let changed = kms.archived != archived;
         kms.archived = archived;
-        kms.updated_at = now();
-        app.kms.replace(&kms).await?;
-    }
-    Ok(kms)
+        Ok(changed)
+    })
+    .await
 }
 
 pub async fn update_acls(app: &App, id: &str, body: &[u8]) -> Result<KmsResource, AppError> {
-    let update = AclUpdate::parse(body)?;
-    let mut kms = get(app, id).await?;
-    kms.acls = update.apply(&kms.acls);
-    kms.updated_at = now();
-    app.kms.replace(&kms).await?;
-    Ok(kms)
+    let update_body = AclUpdate::parse(body)?;
+    update(app, id, |kms| {
+        let next = update_body.apply(&kms.acls);
+        let changed = next != kms.acls;
+        kms.acls = next;
+        Ok(changed)
+    })
+    .await
 }
+
+/// Reads the resource, changes it, and writes it back only if nobody changed it in between (Terraform
+/// applies two ACL resources of one KMS resource at once); read again and redone when someone did.
+async fn update(
+    app: &App,
+    id: &str,
+    change: impl Fn(&mut KmsResource) -> Result<bool, AppError>,
+) -> Result<KmsResource, AppError> {
+    for _ in 0..UPDATE_ATTEMPTS {
+        let mut kms = get(app, id).await?;
+        let seen = kms.updated_at;
+        if !change(&mut kms)? {
+            return Ok(kms);
+        }
+        // A new stamp, even within the microsecond the last writer stamped.
+        kms.updated_at = now().max(seen + chrono::Duration::microseconds(1));
+        if app.kms.replace_seen(&kms, seen).await? {
+            return Ok(kms);
+        }
+    }
+    Err(AppError::Conflict(format!(
+        "KMS resource '{id}' kept changing; try again"
+    )))
+}
+
+/// Writers racing on one resource are few (a plan's ACL resources): a few rounds settle them.
+const UPDATE_ATTEMPTS: usize = 8;
 
 pub async fn delete(app: &App, id: &str) -> Result<(), AppError> {
     let kms = get(app, id).await?;

@@ -23,6 +23,7 @@ macro_rules! api_tests {
             cancel_sets_abort_and_a_finished_or_unknown_job_cannot_be_cancelled,
             deleting_a_kms_used_by_a_running_job_is_refused,
             an_archived_kms_keeps_out_of_jobs_and_key_writes_until_recovered,
+            acl_updates_at_once_all_land,
         );
     };
     (@each $backend:expr; $($case:ident),* $(,)?) => {
@@ -630,6 +631,38 @@ pub async fn an_archived_kms_keeps_out_of_jobs_and_key_writes_until_recovered(ba
     assert_eq!(
         (status, kms["status"].as_str()),
         (200, Some("ACTIVE")),
+        "{kms}"
+    );
+}
+
+/// Terraform applies the `ciphertrust_aws_acl` resources of one KMS resource at once: every grant lands.
+pub async fn acl_updates_at_once_all_land(backend: &Backend) {
+    let entry = backend.entry();
+    register_kms(entry, "shared", &random_account(), &["us-east-1"]).await;
+    let groups: Vec<String> = (0..6).map(|n| format!("team-{n}")).collect();
+    let updates = groups.iter().map(|group| {
+        let body = json!({"acls": [{"group": group, "permit": true, "actions": ["viewnative"]}]});
+        request(
+            entry,
+            "POST",
+            "/api/v1/cckm/aws/kms/shared/update-acls",
+            Some(body),
+        )
+    });
+    for (status, answer) in futures::future::join_all(updates).await {
+        assert_eq!(status, 200, "{answer}");
+    }
+    let (_, kms) = request(entry, "GET", "/api/v1/cckm/aws/kms/shared", None).await;
+    let mut granted: Vec<&str> = kms["acls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|entry| entry["group"].as_str())
+        .collect();
+    granted.sort();
+    assert_eq!(
+        granted,
+        groups.iter().map(String::as_str).collect::<Vec<_>>(),
         "{kms}"
     );
 }

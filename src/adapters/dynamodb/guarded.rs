@@ -106,6 +106,26 @@ impl GuardedItems {
         }
     }
 
+    /// Replaces an item only if its `updatedAt` is still `seen` (what its writer read): false when another
+    /// writer changed it since, or it is gone.
+    pub async fn replace_seen(&self, item: Item, seen: &str) -> Result<bool, AppError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_exists(id) AND #updated = :seen")
+            .expression_attribute_names("#updated", "updatedAt")
+            .expression_attribute_values(":seen", s(seen.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if condition_failed(&err) => Ok(false),
+            Err(err) => Err(store_error("replace item", err)),
+        }
+    }
+
     /// Removes an item and its name guard together.
     pub async fn remove(&self, item_id: String, guard_id: String) -> Result<(), AppError> {
         let delete = |id: String| {

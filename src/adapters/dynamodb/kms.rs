@@ -143,6 +143,12 @@ impl KmsRegistry for DynamoKmsRegistry {
         self.items.replace(to_kms_item(kms)?, kms.id).await
     }
 
+    async fn replace_seen(&self, kms: &KmsResource, seen: Timestamp) -> Result<bool, AppError> {
+        self.items
+            .replace_seen(to_kms_item(kms)?, &crate::domain::time::format(&seen))
+            .await
+    }
+
     async fn remove(&self, kms: &KmsResource) -> Result<(), AppError> {
         self.items
             .remove(kms.id.to_string(), Self::guard_id(&kms.name))

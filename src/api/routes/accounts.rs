@@ -2,6 +2,7 @@
 //! they register a KMS resource or create a key (Terraform's `ciphertrust_aws_account_details`, Ansible's
 //! `cckm_aws_account_info` and `cckm_aws_alias_info`).
 
+use crate::api::auth::Principal;
 use crate::api::request::HttpRequest;
 use crate::api::response::HttpResponse;
 use crate::app::App;
@@ -26,8 +27,14 @@ pub async fn regions(app: &App, request: &HttpRequest) -> Result<HttpResponse, A
     Ok(HttpResponse::json(200, json!({"regions": found.regions})))
 }
 
-pub async fn verify_alias(app: &App, request: &HttpRequest) -> Result<HttpResponse, AppError> {
-    let (alias, exists) = service::alias_exists(app, &request.body).await?;
+/// A read, so a reader (or a `viewnative` grant) may ask it.
+pub async fn verify_alias(
+    app: &App,
+    request: &HttpRequest,
+    caller: &Principal,
+) -> Result<HttpResponse, AppError> {
+    let (alias, exists) =
+        service::alias_exists(app, &request.body, |kms, action| caller.may(kms, action)).await?;
     Ok(HttpResponse::json(
         200,
         json!({"alias": alias, "exists": exists}),

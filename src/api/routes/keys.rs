@@ -371,16 +371,19 @@ pub async fn get(app: &App, id: &str, caller: &Principal) -> Result<HttpResponse
     Ok(HttpResponse::json(200, views::key(&app.tenancy, &key)))
 }
 
-/// `POST /keys/{id}/get-key-rotation-status` (Ansible's `get_rotation_status`): the key read from AWS
-/// again and stored, then its rotation as AWS's GetKeyRotationStatus names it.
+/// `POST /keys/{id}/get-key-rotation-status` (Ansible's `get_rotation_status`, a read): the key's rotation
+/// as AWS reports it now, by GetKeyRotationStatus's names; nothing is stored.
 async fn rotation_status(
     app: &App,
     id: &str,
     caller: &Principal,
 ) -> Result<HttpResponse, AppError> {
-    may_view(app, caller, &service::get(app, id).await?).await?;
-    let key = service::refresh(app, id).await?;
-    let p = &key.aws_param;
+    let key = service::get(app, id).await?;
+    may_view(app, caller, &key).await?;
+    let details = service::read_now(app, &key)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("AWS no longer has key '{}'", key.arn)))?;
+    let p = &details.aws_param;
     Ok(HttpResponse::json(
         200,
         json!({
