@@ -51,6 +51,16 @@ pub struct Tag {
     pub value: String,
 }
 
+/// An alias as AWS names it: CCKM's clients may leave out the `alias/` prefix (`my-key` for
+/// `alias/my-key`), as their examples do.
+pub fn full_alias(name: &str) -> String {
+    if name.starts_with("alias/") {
+        name.to_string()
+    } else {
+        format!("alias/{name}")
+    }
+}
+
 /// Everything AWS told us about one key, in CCKM's spellings. What AWS did not tell us (a refused
 /// DescribeKey, an optional read that AWS refused or does not support) stays `None`, rendered as null,
 /// never a made-up default such as `false`.

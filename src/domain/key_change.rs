@@ -5,7 +5,7 @@
 
 use super::AppError;
 use super::given;
-use super::key::Tag;
+use super::key::{Tag, full_alias};
 use super::list::parse_json_body;
 use super::region::is_valid_region;
 use serde::Deserialize;
@@ -352,11 +352,7 @@ fn region_name(field: &str, region: String) -> Result<String, AppError> {
 /// which AWS keeps for its own keys. CCKM's clients may leave the prefix out.
 fn alias_name(alias: &str) -> Result<String, AppError> {
     let alias = alias.trim();
-    let full = if alias.starts_with("alias/") {
-        alias.to_string()
-    } else {
-        format!("alias/{alias}")
-    };
+    let full = full_alias(alias);
     let name = &full["alias/".len()..];
     if name.is_empty()
         || full.len() > 256

@@ -5,6 +5,7 @@
 use crate::app::App;
 use crate::domain::AppError;
 use crate::domain::given;
+use crate::domain::key::full_alias;
 use crate::domain::kms::KmsResource;
 use crate::domain::list::parse_json_body;
 use crate::domain::region::{kms_regions, partition_of};
@@ -81,11 +82,7 @@ pub async fn alias_exists(
     allow: impl Fn(&KmsResource, &str) -> Result<(), AppError>,
 ) -> Result<(String, bool), AppError> {
     let body: AliasBody = parse_json_body(body)?;
-    let alias = if body.alias.starts_with("alias/") {
-        body.alias
-    } else {
-        format!("alias/{}", body.alias)
-    };
+    let alias = full_alias(&body.alias);
     let kms = super::kms::get(app, &body.kms).await?;
     allow(&kms, crate::domain::acl::VIEW)?;
     if !kms.regions.contains(&body.region) {
@@ -94,8 +91,6 @@ pub async fn alias_exists(
             body.region, kms.name
         )));
     }
-    let source = super::keys::open(app, &kms, &body.region).await?;
-    let aliases = source.aliases().await.map_err(super::keys::source_error)?;
-    let exists = aliases.values().flatten().any(|a| *a == alias);
+    let exists = super::keys::alias_taken(app, &kms, &body.region, &alias).await?;
     Ok((alias, exists))
 }

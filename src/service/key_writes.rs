@@ -29,7 +29,7 @@ pub async fn create(
     in_service(&kms)?;
     in_regions(&kms, "region", &key.region)?;
     if let Some(alias) = &key.alias
-        && alias_taken(app, &kms, &key.region, alias).await?
+        && keys::alias_taken(app, &kms, &key.region, alias).await?
     {
         return Err(AppError::Conflict(format!(
             "alias '{alias}' names another key in {} already",
@@ -54,21 +54,6 @@ pub async fn create(
         ))),
         None => Ok(stored),
     }
-}
-
-/// Whether `alias` names a key of the region now (ListAliases).
-async fn alias_taken(
-    app: &App,
-    kms: &KmsResource,
-    region: &str,
-    alias: &str,
-) -> Result<bool, AppError> {
-    let aliases = keys::open(app, kms, region)
-        .await?
-        .aliases()
-        .await
-        .map_err(keys::source_error)?;
-    Ok(aliases.values().flatten().any(|a| a == alias))
 }
 
 /// A change to a stored key made in AWS; the key (for a replica, the replica) as stored after it.
@@ -105,8 +90,7 @@ pub async fn change(
         }
         _ => {}
     }
-    read_back(app, &kms, &key.region, key_id).await?;
-    keys::get(app, id).await
+    read_back(app, &kms, &key.region, key_id).await
 }
 
 /// The public key of a stored asymmetric key, as AWS gives it now (PEM).

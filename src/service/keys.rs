@@ -25,21 +25,19 @@ pub async fn delete(app: &App, id: &str) -> Result<(), AppError> {
 /// Re-reads one key from AWS now, with the engine's per-key reads, and stores it; a key AWS no longer has
 /// is kept and flagged gone. The write leaves the sync's own stamp (`last_seen_job`) alone, so a refresh
 /// racing a sync never undoes what the sync recorded.
-pub async fn refresh(app: &App, id: &str) -> Result<KeyRecord, AppError> {
-    let key = get(app, id).await?;
-    let kms = kms_of(app, &key).await?;
-    let source = open(app, &kms, &key.region).await?;
+pub async fn refresh(app: &App, kms: &KmsResource, key: &KeyRecord) -> Result<KeyRecord, AppError> {
+    let source = open(app, kms, &key.region).await?;
     reread(
         source.as_ref(),
         &app.keys,
-        &kms,
+        kms,
         &key.region,
         &key.aws_param.key_id,
         false,
     )
     .await?;
     // What is stored now: a newer read (a sync, an event) may have been stored instead of this one.
-    get(app, id).await
+    get(app, &key.id.to_string()).await
 }
 
 /// What AWS says of a stored key now, read with the engine's per-key read and stored nowhere (a reader's
@@ -62,21 +60,35 @@ pub async fn read_now(app: &App, key: &KeyRecord) -> Result<Option<KeyDetails>, 
 }
 
 /// What AWS reports now of a stored key's material: its current id and its rotations.
-pub async fn materials(app: &App, id: &str) -> Result<(KeyRecord, KeyMaterials), AppError> {
-    let key = get(app, id).await?;
-    let kms = kms_of(app, &key).await?;
+pub async fn materials(app: &App, key: &KeyRecord) -> Result<KeyMaterials, AppError> {
+    let kms = kms_of(app, key).await?;
     let source = open(app, &kms, &key.region).await?;
     match source
         .key_materials(&key.aws_param.key_id)
         .await
         .map_err(source_error)?
     {
-        Some(materials) => Ok((key, materials)),
+        Some(materials) => Ok(materials),
         None => Err(AppError::NotFound(format!(
             "AWS no longer has key '{}'",
             key.arn
         ))),
     }
+}
+
+/// Whether `alias` names a key of the KMS resource's account in `region` now (ListAliases).
+pub async fn alias_taken(
+    app: &App,
+    kms: &KmsResource,
+    region: &str,
+    alias: &str,
+) -> Result<bool, AppError> {
+    let aliases = open(app, kms, region)
+        .await?
+        .aliases()
+        .await
+        .map_err(source_error)?;
+    Ok(aliases.values().flatten().any(|a| a == alias))
 }
 
 /// The KMS resource a stored key was synced with; `Conflict` when it is no longer registered.

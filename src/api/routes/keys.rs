@@ -11,7 +11,7 @@ use crate::app::App;
 use crate::domain::AppError;
 use crate::domain::acl;
 use crate::domain::job::unit_key;
-use crate::domain::key::{KeyRecord, key_record_id};
+use crate::domain::key::{KeyRecord, full_alias, key_record_id};
 use crate::domain::key_query::KeyScope;
 use crate::domain::kms::KmsResource;
 use crate::domain::list::{FilterKind, ListQuery, ListSpec};
@@ -139,9 +139,7 @@ pub async fn list(
     }
     // CCKM's clients name an alias bare (`my-key` for `alias/my-key`), as their examples do.
     for alias in query.filters.get_mut("alias").into_iter().flatten() {
-        if !alias.starts_with("alias/") {
-            alias.insert_str(0, "alias/");
-        }
+        *alias = full_alias(alias);
     }
     // The keys of the named KMS resources are those of their accounts and regions, as the unit index and
     // the kept counts hold them.
@@ -454,8 +452,9 @@ pub async fn delete(app: &App, id: &str) -> Result<HttpResponse, AppError> {
 
 pub async fn refresh(app: &App, id: &str, caller: &Principal) -> Result<HttpResponse, AppError> {
     let key = service::get(app, id).await?;
-    caller.may(&service::kms_of(app, &key).await?, "keysynchronize")?;
-    let key = service::refresh(app, id).await?;
+    let kms = service::kms_of(app, &key).await?;
+    caller.may(&kms, "keysynchronize")?;
+    let key = service::refresh(app, &kms, &key).await?;
     Ok(HttpResponse::json(
         200,
         json!({"message": format!("AWS key '{}' will be refreshed and persisted", key.id)}),
@@ -498,8 +497,9 @@ pub async fn rotations(
             key.field.insert_str(0, "aws_param.");
         }
     }
-    may_view(app, caller, &service::get(app, id).await?).await?;
-    let (key, materials) = service::materials(app, id).await?;
+    let key = service::get(app, id).await?;
+    may_view(app, caller, &key).await?;
+    let materials = service::materials(app, &key).await?;
     let items = materials
         .rotations
         .iter()
@@ -529,8 +529,9 @@ pub async fn versions(
     caller: &Principal,
 ) -> Result<HttpResponse, AppError> {
     let query = ListQuery::parse(&request.query, &MATERIAL_LIST)?;
-    may_view(app, caller, &service::get(app, id).await?).await?;
-    let (key, materials) = service::materials(app, id).await?;
+    let key = service::get(app, id).await?;
+    may_view(app, caller, &key).await?;
+    let materials = service::materials(app, &key).await?;
     let original_is_current = materials.rotations.is_empty();
     let mut items = vec![json!({
         "version": 0,
